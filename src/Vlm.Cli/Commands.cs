@@ -1,0 +1,12 @@
+using System.CommandLine;
+
+namespace Vlm.Cli;
+
+/// <summary>Registry of subcommands; each lives in its own file as a static Build() returning a Command.</summary>
+public static partial class Commands
+{
+    public static IEnumerable<Command> All()
+    {
+        yield return Demo.Build();
+    }
+}

@@ -1,0 +1,96 @@
+namespace Vlm.Core.Kernels;
+
+public enum GemmBackend
+{
+    /// <summary>OpenBLAS when libopenblas.so.0 loads, else managed.</summary>
+    Auto,
+    Managed,
+    OpenBlas,
+    /// <summary>The triple loop; the reference the fast kernels are tested against.</summary>
+    Naive,
+}
+
+/// <summary>
+/// Row-major single-precision GEMM: C = alpha · op(A) · op(B) + beta · C, with op(X) = X or Xᵀ.
+/// A is M×K after op (lda = row stride of A as stored), B is K×N after op, C is M×N.
+/// Backend selection: <c>VLM_GEMM=managed|openblas|naive</c> forces one; otherwise OpenBLAS when it loads.
+/// </summary>
+public static class Gemm
+{
+    private static GemmBackend _backend = FromEnvironment();
+
+    public static GemmBackend Backend
+    {
+        get => _backend;
+        set => _backend = value;
+    }
+
+    /// <summary>The backend calls actually use after resolving Auto.</summary>
+    public static GemmBackend Effective => _backend switch
+    {
+        GemmBackend.Auto => GemmBackend.Managed,
+        var b => b,
+    };
+
+    private static GemmBackend FromEnvironment()
+    {
+        var v = Environment.GetEnvironmentVariable("VLM_GEMM")?.Trim().ToLowerInvariant();
+        return v switch
+        {
+            null or "" or "auto" => GemmBackend.Auto,
+            "managed" => GemmBackend.Managed,
+            "openblas" => GemmBackend.OpenBlas,
+            "naive" => GemmBackend.Naive,
+            _ => throw new InvalidOperationException($"VLM_GEMM='{v}' is not one of auto, managed, openblas, naive"),
+        };
+    }
+
+    /// <param name="parallel">false keeps the call on the calling thread (attention runs heads in parallel,
+    /// each with a single-threaded product).</param>
+    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc,
+        bool parallel = true)
+    {
+        Check(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
+        if (m == 0 || n == 0) return;
+        switch (Effective)
+        {
+            default:
+                SgemmNaive(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                break;
+        }
+    }
+
+    internal static void Check(bool transA, bool transB, int m, int n, int k, int aLen, int lda, int bLen, int ldb, int cLen, int ldc)
+    {
+        if (m < 0 || n < 0 || k < 0) throw new ArgumentException($"negative GEMM size {m}x{k}x{n}");
+        int aRows = transA ? k : m, aCols = transA ? m : k;
+        int bRows = transB ? n : k, bCols = transB ? k : n;
+        if (lda < Math.Max(1, aCols) || ldb < Math.Max(1, bCols) || ldc < Math.Max(1, n))
+            throw new ArgumentException($"GEMM leading dimension too small (lda={lda}, ldb={ldb}, ldc={ldc}) for {m}x{k}x{n}");
+        if (aRows > 0 && aCols > 0 && (long)(aRows - 1) * lda + aCols > aLen) throw new ArgumentException("GEMM A span too short");
+        if (bRows > 0 && bCols > 0 && (long)(bRows - 1) * ldb + bCols > bLen) throw new ArgumentException("GEMM B span too short");
+        if (m > 0 && n > 0 && (long)(m - 1) * ldc + n > cLen) throw new ArgumentException("GEMM C span too short");
+    }
+
+    /// <summary>Reference triple loop (double accumulation is deliberately NOT used: float32 like the fast paths).</summary>
+    public static void SgemmNaive(bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
+    {
+        for (int i = 0; i < m; i++)
+        {
+            for (int j = 0; j < n; j++)
+            {
+                float s = 0;
+                for (int p = 0; p < k; p++)
+                {
+                    float av = transA ? a[p * lda + i] : a[i * lda + p];
+                    float bv = transB ? b[j * ldb + p] : b[p * ldb + j];
+                    s += av * bv;
+                }
+                ref float cij = ref c[i * ldc + j];
+                cij = beta == 0 ? alpha * s : alpha * s + beta * cij;
+            }
+        }
+    }
+}

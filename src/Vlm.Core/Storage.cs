@@ -1,0 +1,100 @@
+using System.Collections.Concurrent;
+
+namespace Vlm.Core;
+
+/// <summary>
+/// A flat buffer shared by every view of it. Exactly one of the typed arrays is set.
+/// Float buffers come from <see cref="BufferPool"/> and go back to it when the last tensor
+/// holding them is disposed; a storage that autograd saved for backward is pinned (never
+/// returned) so a disposed activation can never be overwritten while a graph still needs it.
+/// </summary>
+public sealed class Storage
+{
+    public DType DType { get; }
+    public int Length { get; }
+    public float[]? F32 { get; private set; }
+    public long[]? I64 { get; }
+    public int[]? I32 { get; }
+    public byte[]? U8 { get; }
+
+    private int _refs = 1;
+    private volatile bool _pinned;
+
+    private Storage(DType dtype, int length, float[]? f, long[]? l, int[]? i, byte[]? b)
+    {
+        DType = dtype; Length = length; F32 = f; I64 = l; I32 = i; U8 = b;
+    }
+
+    public static Storage Allocate(DType dtype, int length, bool zero)
+    {
+        if (length < 0) throw new ArgumentOutOfRangeException(nameof(length));
+        return dtype switch
+        {
+            DType.Float32 => new Storage(dtype, length, BufferPool.Rent(length, zero), null, null, null),
+            DType.Int64 => new Storage(dtype, length, null, new long[length], null, null),
+            DType.Int32 => new Storage(dtype, length, null, null, new int[length], null),
+            DType.UInt8 or DType.Bool => new Storage(dtype, length, null, null, null, new byte[length]),
+            _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
+        };
+    }
+
+    public static Storage Wrap(float[] data) => new(DType.Float32, data.Length, data, null, null, null) { _pinned = true };
+    public static Storage Wrap(long[] data) => new(DType.Int64, data.Length, null, data, null, null);
+    public static Storage Wrap(int[] data) => new(DType.Int32, data.Length, null, null, data, null);
+    public static Storage Wrap(byte[] data, DType dtype) => new(dtype, data.Length, null, null, null, data);
+
+    internal void Retain() => Interlocked.Increment(ref _refs);
+
+    /// <summary>Autograd keeps this buffer for backward: never hand it back to the pool.</summary>
+    internal void Pin() => _pinned = true;
+
+    internal void Release()
+    {
+        if (Interlocked.Decrement(ref _refs) != 0 || _pinned) return;
+        var f = F32;
+        if (f is null) return;
+        F32 = null;
+        BufferPool.Return(f);
+    }
+}
+
+/// <summary>
+/// Exact-length buckets of float arrays: a transformer allocates the same few shapes over and
+/// over, so exact sizes give near-perfect reuse without ArrayPool's power-of-two waste.
+/// </summary>
+public static class BufferPool
+{
+    private const int MinPooled = 4096;
+    private static readonly ConcurrentDictionary<int, ConcurrentBag<float[]>> Buckets = new();
+    private static long _pooledBytes;
+    public static long MaxPooledBytes { get; set; } = 2L << 30;
+
+    public static float[] Rent(int length, bool zero)
+    {
+        if (length >= MinPooled && Buckets.TryGetValue(length, out var bag) && bag.TryTake(out var arr))
+        {
+            Interlocked.Add(ref _pooledBytes, -4L * length);
+            if (zero) Array.Clear(arr);
+            return arr;
+        }
+        return zero ? new float[length] : GC.AllocateUninitializedArray<float>(length);
+    }
+
+    public static void Return(float[] arr)
+    {
+        if (arr.Length < MinPooled) return;
+        if (Interlocked.Add(ref _pooledBytes, 4L * arr.Length) > MaxPooledBytes)
+        {
+            Interlocked.Add(ref _pooledBytes, -4L * arr.Length);
+            return;
+        }
+        Buckets.GetOrAdd(arr.Length, _ => new ConcurrentBag<float[]>()).Add(arr);
+    }
+
+    /// <summary>Drops every pooled buffer (tests, and after a large one-off job).</summary>
+    public static void Clear()
+    {
+        Buckets.Clear();
+        Interlocked.Exchange(ref _pooledBytes, 0);
+    }
+}
