@@ -71,6 +71,18 @@ public class FunctionalAttentionTests
     }
 
     [Fact]
+    public void LearnedAdditiveBiasGetsItsGradient()
+    {
+        var rng = new Rng(6);
+        // A relative-position bias (H, Tq, Tk) shared over the batch, as BEiT adds to the scores.
+        GradCheck.Check(t => F.ScaledDotProductAttention(t[0], t[1], t[2], t[3]),
+            [Tensor.Randn([2, 2, 3, 4], rng), Tensor.Randn([2, 2, 4, 4], rng), Tensor.Randn([2, 2, 4, 3], rng), Tensor.Randn([2, 3, 4], rng)]);
+        // Only the bias requires grad.
+        var q = Tensor.Randn([1, 2, 3, 4], rng); var k = Tensor.Randn([1, 2, 3, 4], rng); var v = Tensor.Randn([1, 2, 3, 4], rng);
+        GradCheck.Check(t => F.ScaledDotProductAttention(q.Detach(), k.Detach(), v.Detach(), t[0], causal: true), [Tensor.Randn([1, 2, 1, 3], rng)]);
+    }
+
+    [Fact]
     public void HfStyleSplitAndMergeOfHeadsDifferentiates()
     {
         var rng = new Rng(5);

@@ -17,7 +17,8 @@ public static partial class F
     /// <param name="mask">float32: added to the scores (HF extended masks: 0 keep, large negative drop);
     /// bool/uint8: true = attend, false = −inf (torch's boolean attn_mask). Broadcastable to (B, H, Tq, Tk).
     /// A row with every position −inf gives NaN like torch; a large-negative float mask gives a uniform row like HF.
-    /// The mask gets no gradient.</param>
+    /// A float mask that requires grad (a learned relative-position bias, as in BEiT) gets its gradient, summed over
+    /// the dims it was broadcast along.</param>
     /// <param name="causal">query i attends to keys j ≤ i (top-left aligned, like torch's is_causal).</param>
     /// <param name="scale">defaults to 1/√D.</param>
     /// <param name="dropoutP">dropout on the probabilities (training); needs <paramref name="rng"/> when &gt; 0.</param>
@@ -91,7 +92,8 @@ public static partial class F
 
         var qc = q; var kc = k; var vc = v;
         var ql = HeadLayout.Of(ref qc); var kl = HeadLayout.Of(ref kc); var vl = HeadLayout.Of(ref vc);
-        bool record = Recorder.ShouldRecord(q, k, v);
+        Tensor[] inputs = mF != null ? [q, k, v, mask!] : [q, k, v];
+        bool record = Recorder.ShouldRecord(inputs);
         bool keepP = record || wantProbs;
         int heads = B * H, tt = Tq * Tk;
         // The output is stored as (B, Tq, H, Dv) and returned as its (B, H, Tq, Dv) view, so the caller's usual
@@ -142,7 +144,7 @@ public static partial class F
         if (!record) return (output, probsOut);
         Recorder.Save(qc); Recorder.Save(kc); Recorder.Save(vc); Recorder.Save(probs!);
         float[] pdata = probs!.Data;
-        Recorder.Record(output, "scaled_dot_product_attention", [q, k, v], g =>
+        Recorder.Record(output, "scaled_dot_product_attention", inputs, g =>
         {
             // g usually arrives as the (B, H, Tq, Dv) view of a contiguous (B, Tq, H·Dv) gradient: read it in place.
             var gc = g;
@@ -153,6 +155,8 @@ public static partial class F
             var dq = nq ? HeadsLastView(B, H, Tq, D) : null;
             var dk = nk ? HeadsLastView(B, H, Tk, D) : null;
             var dv = nv ? HeadsLastView(B, H, Tk, Dv) : null;
+            // Gradient of the scores, kept whole only when the additive mask needs it.
+            var dScores = mF != null && mask!.RequiresGrad ? Tensor.NewResult([B, H, Tq, Tk]) : null;
             Parallel.For(0, heads, new ParallelOptions { MaxDegreeOfParallelism = heads * (long)tt * (D + Dv) < 10000 ? 1 : -1 },
                 () => new float[2 * tt],
                 (i, _, scratch) =>
@@ -174,7 +178,7 @@ public static partial class F
                         // dV = dropout(P)ᵀ · g
                         Gemm.Sgemm(true, false, Tk, Dv, Tq, 1f, pd, Tk, gi, ldg, 0f, dv.Data.AsSpan(b * Tk * H * Dv + h * Dv), H * Dv, parallel: false);
                     }
-                    if (dq == null && dk == null) return scratch;
+                    if (dq == null && dk == null && dScores == null) return scratch;
                     // dP = g · Vᵀ, through the dropout mask, then the softmax Jacobian row by row.
                     Gemm.Sgemm(false, true, Tq, Tk, Dv, 1f, gi, ldg, vl.Data.AsSpan(vl.Base(b, h)), vl.RowStride, 0f, dp, Tk, parallel: false);
                     if (dmask != null) TensorPrimitives.Multiply(dp, dmask.AsSpan(i * tt, tt), dp);
@@ -183,6 +187,7 @@ public static partial class F
                         var pr = p.Slice(r * Tk, Tk); var dr = dp.Slice(r * Tk, Tk);
                         SoftmaxBackwardRow(pr, dr, dr);
                     }
+                    if (dScores != null) dp.CopyTo(dScores.Data.AsSpan(i * tt, tt));
                     if (dq != null)
                         Gemm.Sgemm(false, false, Tq, D, Tk, scale, dp, Tk, kl.Data.AsSpan(kl.Base(b, h)), kl.RowStride,
                             0f, dq.Data.AsSpan(b * Tq * H * D + h * D), H * D, parallel: false);
@@ -191,7 +196,8 @@ public static partial class F
                             0f, dk.Data.AsSpan(b * Tk * H * D + h * D), H * D, parallel: false);
                     return scratch;
                 }, _ => { });
-            return [dq, dk, dv];
+            if (mF == null) return [dq, dk, dv];
+            return [dq, dk, dv, dScores?.SumTo(mask!.Shape)];
         });
         return (output, probsOut);
     }
