@@ -49,6 +49,8 @@ public class FunctionalAttentionTests
         var a = F.ScaledDotProductAttention(q, k, v, mask);
         var b = F.ScaledDotProductAttention(q.Contiguous(), k.Contiguous(), v.Contiguous(), mask);
         TensorAssert.Close(b, a, 0, 0);
+        // Stored heads-last, so merging heads back is a view.
+        Assert.True(a.Transpose(1, 2).IsContiguous);
         // And against the composed ops.
         var s = q.MatMul(k.T).Mul(0.5f).Add(mask);
         TensorAssert.Close(F.Softmax(s, -1).MatMul(v), a, 1e-5f, 1e-5f);
@@ -66,6 +68,33 @@ public class FunctionalAttentionTests
         var bmask = Tensor.FromArray(new[] { true, true, false, true, false, true }, 2, 3);
         GradCheck.Check(t => F.ScaledDotProductAttention(t[0], t[1], t[2], bmask, scale: 0.7f),
             [Tensor.Randn([1, 2, 2, 3], rng), Tensor.Randn([1, 2, 3, 3], rng), Tensor.Randn([1, 2, 3, 2], rng)]);
+    }
+
+    [Fact]
+    public void LearnedAdditiveBiasGetsItsGradient()
+    {
+        var rng = new Rng(6);
+        // A relative-position bias (H, Tq, Tk) shared over the batch, as BEiT adds to the scores.
+        GradCheck.Check(t => F.ScaledDotProductAttention(t[0], t[1], t[2], t[3]),
+            [Tensor.Randn([2, 2, 3, 4], rng), Tensor.Randn([2, 2, 4, 4], rng), Tensor.Randn([2, 2, 4, 3], rng), Tensor.Randn([2, 3, 4], rng)]);
+        // Only the bias requires grad.
+        var q = Tensor.Randn([1, 2, 3, 4], rng); var k = Tensor.Randn([1, 2, 3, 4], rng); var v = Tensor.Randn([1, 2, 3, 4], rng);
+        GradCheck.Check(t => F.ScaledDotProductAttention(q.Detach(), k.Detach(), v.Detach(), t[0], causal: true), [Tensor.Randn([1, 2, 1, 3], rng)]);
+    }
+
+    [Fact]
+    public void HfStyleSplitAndMergeOfHeadsDifferentiates()
+    {
+        var rng = new Rng(5);
+        var mask = Tensor.FromArray(new float[] { 0, 0, 0, -1e9f, 0, -1e9f, 0, 0 }, 2, 1, 1, 4);
+        // x (B, T, C) → (B, H, T, D) views → attention → (B, T, C), as BERT-style self-attention does.
+        Tensor Block(Tensor x)
+        {
+            var h = x.Reshape(2, 4, 3, 2).Transpose(1, 2);
+            var o = F.ScaledDotProductAttention(h, h.Mul(0.5f), h.Add(1f), mask);
+            return o.Transpose(1, 2).Reshape(2, 4, 6);
+        }
+        GradCheck.Check(t => Block(t[0]), [Tensor.Randn([2, 4, 6], rng)]);
     }
 
     [Fact]

@@ -75,6 +75,14 @@ public class FunctionalInterpolateTests
         => FunctionalRefs.Check(name, x => F.InterpolateBilinear(x("x"), h, w, ac), ["x"]);
 
     [Fact]
+    public void ScaleFactorCallsMatchTorch()
+    {
+        // F.interpolate(x, scale_factor=(1.7, 1.3)): size floor(5·1.7) × floor(6·1.3), coordinates mapped with 1/scale.
+        FunctionalRefs.Check("bicubic_scale", x => F.Interpolate(x("x"), 8, 7, InterpolateMode.Bicubic, false, 1.7, 1.3), ["x"]);
+        FunctionalRefs.Check("bilinear_scale", x => F.Interpolate(x("x"), 3, 9, InterpolateMode.Bilinear, false, 0.6, 1.5), ["x"]);
+    }
+
+    [Fact]
     public void InterpolationGradientsAndErrors()
     {
         var rng = new Rng(3);

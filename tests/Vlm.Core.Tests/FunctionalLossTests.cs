@@ -22,6 +22,15 @@ public class FunctionalLossTests
     }
 
     [Fact]
+    public void CrossEntropyWithClassWeights()
+    {
+        FunctionalRefs.Check("ce_weight", x => F.CrossEntropy(x("x"), x("t"), weight: x("w")), ["x"]);
+        FunctionalRefs.Check("ce_weight_ls", x => F.CrossEntropy(x("x"), x("t"), labelSmoothing: 0.15f, weight: x("w")), ["x"]);
+        FunctionalRefs.Check("ce_weight_ls_none", x => F.CrossEntropy(x("x"), x("t"), labelSmoothing: 0.15f, reduction: Reduction.None, weight: x("w")), ["x"]);
+        Assert.Throws<ArgumentException>(() => F.CrossEntropy(Tensor.Zeros(2, 3), Tensor.FromArray(new long[] { 0, 1 }, 2), weight: Tensor.Ones(4)));
+    }
+
+    [Fact]
     public void CrossEntropyHandValueAndAllIgnoredIsNaN()
     {
         var logits = Tensor.FromArray(new float[] { 0, 0, MathF.Log(2) }, 1, 3); // p = (1/4, 1/4, 1/2)

@@ -17,7 +17,8 @@ public static partial class F
     /// <param name="mask">float32: added to the scores (HF extended masks: 0 keep, large negative drop);
     /// bool/uint8: true = attend, false = −inf (torch's boolean attn_mask). Broadcastable to (B, H, Tq, Tk).
     /// A row with every position −inf gives NaN like torch; a large-negative float mask gives a uniform row like HF.
-    /// The mask gets no gradient.</param>
+    /// A float mask that requires grad (a learned relative-position bias, as in BEiT) gets its gradient, summed over
+    /// the dims it was broadcast along.</param>
     /// <param name="causal">query i attends to keys j ≤ i (top-left aligned, like torch's is_causal).</param>
     /// <param name="scale">defaults to 1/√D.</param>
     /// <param name="dropoutP">dropout on the probabilities (training); needs <paramref name="rng"/> when &gt; 0.</param>
@@ -47,6 +48,10 @@ public static partial class F
             return new HeadLayout(t.Data, t.Offset, t.Stride(0), t.Stride(1), rows > 1 ? t.Stride(2) : Math.Max(cols, 1));
         }
     }
+
+    /// <summary>A fresh (B, H, T, D)-shaped tensor whose storage is laid out as (B, T, H, D).</summary>
+    private static Tensor HeadsLastView(int B, int H, int T, int D) =>
+        new(Storage.Allocate(DType.Float32, B * T * H * D, zero: false), [B, H, T, D], [T * H * D, D, H * D, 1], 0, retain: false);
 
     private static (Tensor output, Tensor? probs) AttentionCore(Tensor q, Tensor k, Tensor v, Tensor? mask, bool causal,
         float? scaleOpt, float dropoutP, Rng? rng, bool wantProbs)
@@ -87,10 +92,13 @@ public static partial class F
 
         var qc = q; var kc = k; var vc = v;
         var ql = HeadLayout.Of(ref qc); var kl = HeadLayout.Of(ref kc); var vl = HeadLayout.Of(ref vc);
-        bool record = Recorder.ShouldRecord(q, k, v);
+        Tensor[] inputs = mF != null ? [q, k, v, mask!] : [q, k, v];
+        bool record = Recorder.ShouldRecord(inputs);
         bool keepP = record || wantProbs;
         int heads = B * H, tt = Tq * Tk;
-        var output = Tensor.NewResult([B, H, Tq, Dv]);
+        // The output is stored as (B, Tq, H, Dv) and returned as its (B, H, Tq, Dv) view, so the caller's usual
+        // out.Transpose(1, 2).Reshape(B, Tq, H·Dv) is free (no copy).
+        var output = HeadsLastView(B, H, Tq, Dv);
         var probs = keepP ? Tensor.NewResult([B, H, Tq, Tk]) : null;
         float[]? dmask = dropoutP > 0f ? DropoutMask(heads * tt, dropoutP, rng!) : null;
         // Post-dropout probabilities when they are returned (HF returns them after dropout).
@@ -129,28 +137,34 @@ public static partial class F
                     TensorPrimitives.Multiply(p, dmask.AsSpan(i * tt, tt), pd);
                 }
                 Gemm.Sgemm(false, false, Tq, Dv, Tk, 1f, pd, Tk, vl.Data.AsSpan(vl.Base(b, h)), vl.RowStride,
-                    0f, od.AsSpan(i * Tq * Dv, Tq * Dv), Dv, parallel: false);
+                    0f, od.AsSpan(b * Tq * H * Dv + h * Dv), H * Dv, parallel: false);
                 return scratch;
             }, _ => { });
 
         if (!record) return (output, probsOut);
         Recorder.Save(qc); Recorder.Save(kc); Recorder.Save(vc); Recorder.Save(probs!);
         float[] pdata = probs!.Data;
-        Recorder.Record(output, "scaled_dot_product_attention", [q, k, v], g =>
+        Recorder.Record(output, "scaled_dot_product_attention", inputs, g =>
         {
-            var gc = g.Contiguous();
-            float[] gd = gc.Data; int go = gc.Offset;
+            // g usually arrives as the (B, H, Tq, Dv) view of a contiguous (B, Tq, H·Dv) gradient: read it in place.
+            var gc = g;
+            var gl = HeadLayout.Of(ref gc);
             bool nq = q.RequiresGrad, nk = k.RequiresGrad, nv = v.RequiresGrad;
-            var dq = nq ? Tensor.NewResult([B, H, Tq, D]) : null;
-            var dk = nk ? Tensor.NewResult([B, H, Tk, D]) : null;
-            var dv = nv ? Tensor.NewResult([B, H, Tk, Dv]) : null;
+            // Gradients in (B, T, H, D) storage, viewed as (B, H, T, D): the backward of the caller's transpose is then
+            // contiguous and flows into the projection's backward without a copy.
+            var dq = nq ? HeadsLastView(B, H, Tq, D) : null;
+            var dk = nk ? HeadsLastView(B, H, Tk, D) : null;
+            var dv = nv ? HeadsLastView(B, H, Tk, Dv) : null;
+            // Gradient of the scores, kept whole only when the additive mask needs it.
+            var dScores = mF != null && mask!.RequiresGrad ? Tensor.NewResult([B, H, Tq, Tk]) : null;
             Parallel.For(0, heads, new ParallelOptions { MaxDegreeOfParallelism = heads * (long)tt * (D + Dv) < 10000 ? 1 : -1 },
                 () => new float[2 * tt],
                 (i, _, scratch) =>
                 {
                     int b = i / H, h = i % H;
                     var p = pdata.AsSpan(i * tt, tt);
-                    var gi = gd.AsSpan(go + i * Tq * Dv, Tq * Dv);
+                    var gi = gl.Data.AsSpan(gl.Base(b, h));
+                    int ldg = gl.RowStride;
                     var dp = scratch.AsSpan(0, tt);
                     if (dv != null)
                     {
@@ -162,26 +176,28 @@ public static partial class F
                             pd = t;
                         }
                         // dV = dropout(P)ᵀ · g
-                        Gemm.Sgemm(true, false, Tk, Dv, Tq, 1f, pd, Tk, gi, Dv, 0f, dv.Data.AsSpan(i * Tk * Dv, Tk * Dv), Dv, parallel: false);
+                        Gemm.Sgemm(true, false, Tk, Dv, Tq, 1f, pd, Tk, gi, ldg, 0f, dv.Data.AsSpan(b * Tk * H * Dv + h * Dv), H * Dv, parallel: false);
                     }
-                    if (dq == null && dk == null) return scratch;
+                    if (dq == null && dk == null && dScores == null) return scratch;
                     // dP = g · Vᵀ, through the dropout mask, then the softmax Jacobian row by row.
-                    Gemm.Sgemm(false, true, Tq, Tk, Dv, 1f, gi, Dv, vl.Data.AsSpan(vl.Base(b, h)), vl.RowStride, 0f, dp, Tk, parallel: false);
+                    Gemm.Sgemm(false, true, Tq, Tk, Dv, 1f, gi, ldg, vl.Data.AsSpan(vl.Base(b, h)), vl.RowStride, 0f, dp, Tk, parallel: false);
                     if (dmask != null) TensorPrimitives.Multiply(dp, dmask.AsSpan(i * tt, tt), dp);
                     for (int r = 0; r < Tq; r++)
                     {
                         var pr = p.Slice(r * Tk, Tk); var dr = dp.Slice(r * Tk, Tk);
                         SoftmaxBackwardRow(pr, dr, dr);
                     }
+                    if (dScores != null) dp.CopyTo(dScores.Data.AsSpan(i * tt, tt));
                     if (dq != null)
                         Gemm.Sgemm(false, false, Tq, D, Tk, scale, dp, Tk, kl.Data.AsSpan(kl.Base(b, h)), kl.RowStride,
-                            0f, dq.Data.AsSpan(i * Tq * D, Tq * D), D, parallel: false);
+                            0f, dq.Data.AsSpan(b * Tq * H * D + h * D), H * D, parallel: false);
                     if (dk != null)
                         Gemm.Sgemm(true, false, Tk, D, Tq, scale, dp, Tk, ql.Data.AsSpan(ql.Base(b, h)), ql.RowStride,
-                            0f, dk.Data.AsSpan(i * Tk * D, Tk * D), D, parallel: false);
+                            0f, dk.Data.AsSpan(b * Tk * H * D + h * D), H * D, parallel: false);
                     return scratch;
                 }, _ => { });
-            return [dq, dk, dv];
+            if (mF == null) return [dq, dk, dv];
+            return [dq, dk, dv, dScores?.SumTo(mask!.Shape)];
         });
         return (output, probsOut);
     }

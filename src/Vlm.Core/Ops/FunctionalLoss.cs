@@ -18,13 +18,14 @@ public enum Reduction
 /// <summary>Losses with torch.nn.functional semantics (float32), each one fused op with its own backward.</summary>
 public static partial class F
 {
-    /// <summary>torch.nn.functional.cross_entropy with class-index targets.
+    /// <summary>torch.nn.functional.cross_entropy with class-index targets (optional per-class <paramref name="weight"/> (C):
+    /// Mean then divides by Σ weight[target] over non-ignored targets, and smoothing uses Σ_c weight_c·(−log p_c), as torch).
     /// logits (N, C) with targets (N), or (N, C, d1, ...) with targets (N, d1, ...) (class dim 1, as torch).
     /// For language-model logits (B, T, V) flatten first: logits.Reshape(-1, V), targets.Reshape(-1).
     /// Targets equal to <paramref name="ignoreIndex"/> contribute nothing, and Mean divides by the number of the others
     /// (NaN when there are none, as torch). Label smoothing ε: loss = (1−ε)·nll + ε/C · Σ_c −log p_c.</summary>
     public static Tensor CrossEntropy(Tensor logits, Tensor targets, int ignoreIndex = -100, float labelSmoothing = 0f,
-        Reduction reduction = Reduction.Mean)
+        Reduction reduction = Reduction.Mean, Tensor? weight = null)
     {
         logits.RequireFloat();
         if (reduction == Reduction.BatchMean) throw new ArgumentException("cross_entropy does not take reduction BatchMean");
@@ -53,6 +54,15 @@ public static partial class F
             }
             rowsView = rowsView.Contiguous();
         }
+        float[]? cw = null;
+        if (weight != null)
+        {
+            weight.RequireFloat();
+            if (weight.Rank != 1 || weight.Size(0) != C)
+                throw new ArgumentException($"cross_entropy weight {weight.Name ?? ""} {weight.ShapeString} must have one value per class ({C})");
+            cw = weight.ToArray();
+        }
+        float cwSum = cw is null ? C : cw.Sum();
         var tgt = targets.ToInt64Array();
         int M = tgt.Length;
         float eps = labelSmoothing;
@@ -70,11 +80,15 @@ public static partial class F
                 LogSoftmaxRow(rd.AsSpan(ro + i * C, C), row);
                 if (tgt[i] == ignoreIndex) { perRow[i] = 0f; continue; }
                 float nll = -row[(int)tgt[i]];
-                perRow[i] = eps == 0f ? nll : (1f - eps) * nll + eps / C * -TensorPrimitives.Sum(row);
+                if (cw != null) nll *= cw[tgt[i]];
+                if (eps == 0f) { perRow[i] = nll; continue; }
+                float smooth = cw is null ? -TensorPrimitives.Sum(row) : -TensorPrimitives.Dot(row, cw);
+                perRow[i] = (1f - eps) * nll + eps / C * smooth;
             }
         });
-        int valid = 0;
-        for (int i = 0; i < M; i++) if (tgt[i] != ignoreIndex) valid++;
+        // Mean's divisor: the count of non-ignored targets, or the sum of their class weights.
+        double valid = 0;
+        for (int i = 0; i < M; i++) if (tgt[i] != ignoreIndex) valid += cw is null ? 1 : cw[tgt[i]];
 
         Tensor result;
         if (reduction == Reduction.None) result = Tensor.FromArray(perRow, targets.ShapeArray());
@@ -95,7 +109,7 @@ public static partial class F
             else
             {
                 float gv = gc.Item();
-                float c = reduction == Reduction.Sum ? gv : gv / valid;
+                float c = reduction == Reduction.Sum ? gv : (float)(gv / valid);
                 Array.Fill(coef, c);
             }
             var dRows = Tensor.NewResult(outShape);
@@ -106,10 +120,21 @@ public static partial class F
                 {
                     var drow = dd.AsSpan(i * C, C);
                     if (tgt[i] == ignoreIndex) { drow.Clear(); continue; }
-                    // d/dlogits = coef·(softmax − (1−ε)·onehot − ε/C)
+                    int y = (int)tgt[i];
                     FastMathExp(lsm.AsSpan(i * C, C), drow);
-                    if (eps != 0f) TensorPrimitives.Subtract(drow, eps / C, drow);
-                    drow[(int)tgt[i]] -= 1f - eps;
+                    if (cw is null)
+                    {
+                        // d/dlogits = coef·(softmax − (1−ε)·onehot − ε/C)
+                        if (eps != 0f) TensorPrimitives.Subtract(drow, eps / C, drow);
+                        drow[y] -= 1f - eps;
+                        TensorPrimitives.Multiply(drow, coef[i], drow);
+                        continue;
+                    }
+                    // With class weights w: coef·((1−ε)·w_y·(p − onehot) + ε/C·(p·Σw − w))
+                    float a = (1f - eps) * cw[y] + eps / C * cwSum;
+                    TensorPrimitives.Multiply(drow, a, drow);
+                    if (eps != 0f) TensorPrimitives.MultiplyAdd(cw, -eps / C, drow, drow);
+                    drow[y] -= (1f - eps) * cw[y];
                     TensorPrimitives.Multiply(drow, coef[i], drow);
                 }
             });

@@ -155,6 +155,15 @@ case("bilinear_up", lambda x: F.interpolate(x, size=(8, 9), mode="bilinear", ali
 case("bilinear_down", lambda x: F.interpolate(x, size=(3, 4), mode="bilinear", align_corners=False), {"x": xi}, ["x"])
 case("bilinear_up_ac", lambda x: F.interpolate(x, size=(8, 9), mode="bilinear", align_corners=True), {"x": xi}, ["x"])
 
+# Added later (appended so the earlier cases keep their random draws).
+case("bicubic_scale", lambda x: F.interpolate(x, scale_factor=(1.7, 1.3), mode="bicubic", align_corners=False), {"x": xi}, ["x"])
+case("bilinear_scale", lambda x: F.interpolate(x, scale_factor=(0.6, 1.5), mode="bilinear", align_corners=False), {"x": xi}, ["x"])
+cwt = torch.rand(5) + 0.2
+case("ce_weight", lambda x, t, w: F.cross_entropy(x, t, weight=w), {"x": logits, "t": tgt, "w": cwt}, ["x"])
+case("ce_weight_ls", lambda x, t, w: F.cross_entropy(x, t, weight=w, label_smoothing=0.15), {"x": logits, "t": tgt, "w": cwt}, ["x"])
+case("ce_weight_ls_none", lambda x, t, w: F.cross_entropy(x, t, weight=w, label_smoothing=0.15, reduction="none"),
+     {"x": logits, "t": tgt, "w": cwt}, ["x"])
+
 
 # ---------------------------------------------------------------- write safetensors (no safetensors package needed)
 def save(path, tensors):
