@@ -10,5 +10,6 @@ public static partial class Commands
         yield return Demo.Build();
         yield return RunCase.Build();
         yield return Bench.Build();
+        yield return Convert.Build();
     }
 }
