@@ -190,4 +190,36 @@ internal static class Fallback
         if (b != null) y = y + b;
         return y.Transpose(1, 2).Reshape(B, O, oh, ow);
     }
+
+    /// <summary>log_softmax over the last dim.</summary>
+    public static Tensor LogSoftmax(Tensor x)
+    {
+        var xc = x.Contiguous();
+        int n = x.Size(-1), rows = x.Numel / Math.Max(n, 1);
+        var y = Tensor.Empty(x.ShapeArray());
+        var xs = xc.Span; var ys = y.Span;
+        for (int r = 0; r < rows; r++)
+        {
+            var a = xs.Slice(r * n, n); var o = ys.Slice(r * n, n);
+            float m = float.NegativeInfinity;
+            foreach (var v in a) m = Math.Max(m, v);
+            double s = 0;
+            for (int i = 0; i < n; i++) s += Math.Exp(a[i] - m);
+            float lse = m + (float)Math.Log(s);
+            for (int i = 0; i < n; i++) o[i] = a[i] - lse;
+        }
+        Recorder.Save(y);
+        return Recorder.Record(y, "log_softmax", [x], g =>
+        {
+            var gc = g.Contiguous(); var gs = gc.Span; var ys2 = y.Span;
+            var d = Tensor.Empty(x.ShapeArray()); var ds = d.Span;
+            for (int r = 0; r < rows; r++)
+            {
+                float sum = 0;
+                for (int i = 0; i < n; i++) sum += gs[r * n + i];
+                for (int i = 0; i < n; i++) ds[r * n + i] = gs[r * n + i] - MathF.Exp(ys2[r * n + i]) * sum;
+            }
+            return [d];
+        });
+    }
 }
