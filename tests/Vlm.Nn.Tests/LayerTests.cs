@@ -210,7 +210,8 @@ public class LayerTests
         var eval = new Dropout(0.25f, new DropoutContext());
         eval.Eval();
         Assert.Same(x, eval.Forward(x));
-        Assert.Throws<ArgumentException>(() => new Dropout(1f, new DropoutContext()));
+        Assert.Throws<ArgumentException>(() => new Dropout(1.5f, new DropoutContext()));
+        Assert.Throws<ArgumentException>(() => new Dropout(-0.1f, new DropoutContext()));
     }
 
     [Fact]

@@ -1,5 +1,4 @@
 using Vlm.Core;
-using Vlm.Nn.Internal;
 
 namespace Vlm.Nn;
 
@@ -49,19 +48,13 @@ public static class AttentionOps
     }
 
     /// <summary>softmax(q·kᵀ·scale + mask) (optionally dropped out) · v. q (B, H, Tq, D), k/v (B, H, Tk, D) → (B, H, Tq, D).
-    /// <paramref name="scale"/> defaults to 1/√D.</summary>
-    public static Tensor ScaledDotProduct(Tensor q, Tensor k, Tensor v, Tensor? additiveMask = null, Dropout? dropout = null, float? scale = null)
+    /// <paramref name="scale"/> defaults to 1/√D; the probabilities are dropped out when <paramref name="dropout"/> is
+    /// in training mode. Runs the fused <see cref="F.ScaledDotProductAttention"/>.</summary>
+    public static Tensor ScaledDotProduct(Tensor q, Tensor k, Tensor v, Tensor? additiveMask = null, Dropout? dropout = null, float? scale = null,
+        bool causal = false)
     {
-        if (q.Rank != 4 || k.Rank != 4 || v.Rank != 4 || q.Size(-1) != k.Size(-1) || k.Size(-2) != v.Size(-2))
-            throw new ArgumentException($"attention shapes q {q.ShapeString}, k {k.ShapeString}, v {v.ShapeString} are not (B, H, T, D) with matching D and Tk");
-        float s = scale ?? 1f / MathF.Sqrt(q.Size(-1));
-        var scores = q.MatMul(k.T); // (B, H, Tq, Tk)
-        // HF divides by √D (not multiplies by its reciprocal): same bits as PyTorch when scale is the default.
-        scores = scale is null ? scores.Div(MathF.Sqrt(q.Size(-1))) : scores.Mul(s);
-        if (additiveMask != null) scores = scores.Add(additiveMask);
-        var probs = Fallback.Softmax(scores);
-        if (dropout != null) probs = dropout.Forward(probs);
-        return probs.MatMul(v);
+        bool drop = dropout is { Training: true, P: > 0f };
+        return F.ScaledDotProductAttention(q, k, v, additiveMask, causal, scale, drop ? dropout!.P : 0f, drop ? dropout!.Context.Rng : null);
     }
 }
 
@@ -112,13 +105,7 @@ public sealed class MultiHeadAttention : Module
         var q = AttentionOps.SplitHeads(Query.Forward(x), Heads);   // (B, H, Tq, D)
         var k = AttentionOps.SplitHeads(Key.Forward(ctx), Heads);   // (B, H, Tk, D)
         var v = AttentionOps.SplitHeads(Value.Forward(ctx), Heads); // (B, H, Tk, D)
-        var mask = additiveMask;
-        if (causal)
-        {
-            var cm = AttentionOps.CausalMask(x.Size(1));
-            mask = mask is null ? cm : mask.Add(cm);
-        }
-        var o = AttentionOps.ScaledDotProduct(q, k, v, mask, _attnDropout.P > 0 ? _attnDropout : null);
+        var o = AttentionOps.ScaledDotProduct(q, k, v, additiveMask, _attnDropout, causal: causal);
         return Output.Forward(AttentionOps.MergeHeads(o));
     }
 }

@@ -1,5 +1,4 @@
 using Vlm.Core;
-using Vlm.Nn.Internal;
 
 namespace Vlm.Nn;
 
@@ -38,6 +37,6 @@ public sealed class Conv2d : Module
             throw new ArgumentException($"Conv2d {Weight.Name}: input {x.ShapeString} is not (B, {InChannels}, H, W)");
         if (x.Size(2) + 2 * Padding.H < KernelSize.H || x.Size(3) + 2 * Padding.W < KernelSize.W)
             throw new ArgumentException($"Conv2d {Weight.Name}: input {x.ShapeString} is smaller than the kernel {KernelSize}");
-        return Fallback.Conv2d(x, Weight, Bias, Stride, Padding);
+        return F.Conv2d(x, Weight, Bias, Stride, Padding);
     }
 }

@@ -1,5 +1,4 @@
 using Vlm.Core;
-using Vlm.Nn.Internal;
 
 namespace Vlm.Nn;
 
@@ -22,7 +21,7 @@ public sealed class DropoutContext
 }
 
 /// <summary>torch.nn.Dropout: in training zeroes each element with probability p and scales the rest by 1/(1-p);
-/// identity in eval mode.</summary>
+/// identity in eval mode. Masks come from the model's seeded <see cref="DropoutContext"/> (not torch's stream).</summary>
 public sealed class Dropout : Module
 {
     public float P { get; }
@@ -32,10 +31,13 @@ public sealed class Dropout : Module
 
     public Dropout(float p, DropoutContext context)
     {
-        if (!(p >= 0f && p < 1f)) throw new ArgumentException($"dropout probability must be in [0, 1), got {p}");
+        if (!(p >= 0f && p <= 1f)) throw new ArgumentException($"dropout probability must be in [0, 1], got {p}");
         P = p;
         _ctx = context;
     }
 
-    public Tensor Forward(Tensor x) => Training && P > 0f ? Fallback.Dropout(x, P, true, _ctx.Rng) : x;
+    /// <summary>The stream this layer draws from (attention passes it to the fused kernel's probability dropout).</summary>
+    public DropoutContext Context => _ctx;
+
+    public Tensor Forward(Tensor x) => Training && P > 0f ? F.Dropout(x, P, true, _ctx.Rng) : x;
 }

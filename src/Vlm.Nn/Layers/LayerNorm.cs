@@ -1,5 +1,4 @@
 using Vlm.Core;
-using Vlm.Nn.Internal;
 
 namespace Vlm.Nn;
 
@@ -32,6 +31,6 @@ public sealed class LayerNorm : Module
         int n = NormalizedShape.Length;
         if (x.Rank < n || !x.Shape[^n..].SequenceEqual(NormalizedShape))
             throw new ArgumentException($"LayerNorm {Weight?.Name ?? ""}: input {x.ShapeString} does not end in {ShapeUtil.Format(NormalizedShape)}");
-        return Fallback.LayerNorm(x, NormalizedShape, Weight, Bias, Eps);
+        return F.LayerNorm(x, NormalizedShape, Weight, Bias, Eps);
     }
 }
