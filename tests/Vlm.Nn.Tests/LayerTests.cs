@@ -319,3 +319,48 @@ internal static class TestTensorExtensions
         return Tensor.FromArray(a.Select(v => v >= 0 ? 0.1f : -0.1f).ToArray(), x.ShapeArray());
     }
 }
+
+public class AttentionModuleTests
+{
+    [Fact]
+    public void CrossAttentionShapesAndGradientsThroughProjections()
+    {
+        var rng = new Rng(12);
+        var mha = new MultiHeadAttention(4, 2, VarBuilder.Init(new Rng(2)), kvDim: 6,
+            names: new AttentionNames("query", "key", "value", "dense"));
+        Assert.Equal("query.weight", mha.Query.Weight.Name);
+        Assert.Equal(new[] { 4, 6 }, mha.Key.Weight.ShapeArray());
+        var x = Tensor.Randn([2, 3, 4], rng);
+        var ctx = Tensor.Randn([2, 5, 6], rng);
+        Assert.Equal(new[] { 2, 3, 4 }, mha.Forward(x, ctx).ShapeArray());
+        GradCheck.Check(t => mha.Forward(t[0], t[1]), [x, ctx, mha.Query.Weight, mha.Key.Weight, mha.Value.Bias!, mha.Output.Weight]);
+    }
+
+    [Fact]
+    public void AttentionDropoutFollowsTrainingFlagAndSeed()
+    {
+        var rng = new Rng(13);
+        var x = Tensor.Randn([1, 6, 8], rng);
+        Tensor Run(ulong seed, bool train)
+        {
+            var vb = VarBuilder.Init(new Rng(3));
+            vb.Dropout.Reseed(seed);
+            var mha = new MultiHeadAttention(8, 2, vb, attentionDropout: 0.5f);
+            mha.Train(train);
+            return mha.Forward(x);
+        }
+        Assert.Equal(Run(1, true).ToArray(), Run(1, true).ToArray());
+        Assert.NotEqual(Run(1, true).ToArray(), Run(2, true).ToArray());
+        Assert.Equal(Run(1, false).ToArray(), Run(2, false).ToArray());
+    }
+
+    [Fact]
+    public void LinearAcceptsVectorInput()
+    {
+        var lin = new Linear(3, 2, VarBuilder.Init(new Rng(4)));
+        var v = Tensor.FromArray(new float[] { 1, 2, 3 }, 3);
+        var y = lin.Forward(v);
+        Assert.Equal(new[] { 2 }, y.ShapeArray());
+        TensorAssert.Close(lin.Forward(v.Unsqueeze(0)).Reshape(2), y, 0, 0);
+    }
+}

@@ -198,3 +198,28 @@ public class OptimizerTests
         Assert.Equal(0.4f, b.Grad[0], 5);
     }
 }
+
+public class GradAccumulationTests
+{
+    [Fact]
+    public void AccumulatingScaledMicroBatchLossesGivesTheFullBatchGradient()
+    {
+        var rng = new Rng(21);
+        var lin = new Linear(5, 3, VarBuilder.Init(new Rng(1)));
+        var x = Tensor.Randn([8, 5], rng);
+        var target = Tensor.Randn([8, 3], rng);
+        Tensor Loss(Tensor xb, Tensor tb) { var d = lin.Forward(xb) - tb; return (d * d).Mean(); }
+
+        Loss(x, target).Backward();
+        var full = lin.Weight.Grad!.ToArray();
+        lin.Weight.Grad = null; lin.Bias!.Grad = null;
+
+        for (int i = 0; i < 4; i++) Loss(x.Narrow(0, 2 * i, 2), target.Narrow(0, 2 * i, 2)).Div(4f).Backward();
+        TensorAssert.Close(full, lin.Weight.Grad!.ToArray(), 1e-6f, 1e-5f, "(loss / N) per micro-batch");
+        lin.Weight.Grad = null; lin.Bias.Grad = null;
+
+        for (int i = 0; i < 4; i++) Loss(x.Narrow(0, 2 * i, 2), target.Narrow(0, 2 * i, 2)).Backward();
+        GradClip.ScaleGrads([lin.Weight, lin.Bias], 0.25f);
+        TensorAssert.Close(full, lin.Weight.Grad!.ToArray(), 1e-6f, 1e-5f, "ScaleGrads(1/N) after raw losses");
+    }
+}
