@@ -35,13 +35,39 @@ public abstract class BridgeTowerHeadModel : Module
         buildHead(vb);
     }
 
+    /// <summary>Parameters of a head initialised fresh because the checkpoint had none (pre-trained weights
+    /// loaded into a fine-tuning head); empty otherwise.</summary>
+    public ParameterStore? FreshHeadParameters { get; private set; }
+
+    /// <summary>Keys of every BridgeTower head (HF and paper). A checkpoint trained with several heads (e.g.
+    /// bridgetower-large-itm-mlm-itc) loads into any one of them; the other heads' keys are skipped, as HF does.</summary>
+    public static readonly string[] HeadKeyPrefixes =
+        ["itm_score.", "mlm_score.", "itc_text_head.", "itc_image_head.", "itc_cross_modal_head.", "logit_scale",
+         "vqa_classifier.", "nlvr2_classifier.", "snli_classifier."];
+
     /// <summary>Loads or initialises (weights null ⇒ fresh parameters from <paramref name="rng"/>) and checks the
-    /// checkpoint strictly: every missing, unexpected and mis-shaped key is reported in one error.</summary>
-    protected void Create(IWeightSource? weights, Rng? rng, int tokenTypes, Action<BtVars> buildHead)
+    /// checkpoint strictly: every missing, unexpected and mis-shaped key is reported in one error. With
+    /// <paramref name="freshHeadPrefix"/> set, a checkpoint holding no key under it gets a freshly initialised head.</summary>
+    protected void Create(IWeightSource? weights, Rng? rng, int tokenTypes, Action<BtVars> buildHead, string? freshHeadPrefix = null)
     {
-        var vb = weights is null ? VarBuilder.Init(rng ?? new Rng(0)) : VarBuilder.FromWeights(BridgeTowerWeights.Adapt(weights, Config, BasePrefix, tokenTypes));
-        Build(BtVars.From(vb), tokenTypes, buildHead);
+        rng ??= new Rng(0);
+        if (weights is null)
+        {
+            var vbi = VarBuilder.Init(rng);
+            Build(BtVars.From(vbi), tokenTypes, buildHead);
+            Parameters = vbi.Finish();
+            return;
+        }
+        var src = BridgeTowerWeights.Adapt(weights, Config, BasePrefix, tokenTypes);
+        var vb = VarBuilder.FromWeights(src);
+        bool freshHead = freshHeadPrefix != null && !src.Names.Any(n => n.StartsWith(freshHeadPrefix, StringComparison.Ordinal));
+        VarBuilder? headVb = freshHead ? VarBuilder.Init(rng) : null;
+        BridgeTower = Add(new BridgeTowerModel(Config, BtVars.From(vb)[BasePrefix], null, tokenTypes));
+        buildHead(BtVars.From(headVb ?? vb));
+        foreach (var name in src.Names)
+            if (HeadKeyPrefixes.Any(p => name.StartsWith(p, StringComparison.Ordinal))) vb.Ignore(name);
         Parameters = vb.Finish();
+        FreshHeadParameters = headVb?.Finish();
     }
 
     protected static Tensor Loss(Tensor logits, Tensor labels) => F.CrossEntropy(logits, labels);
@@ -253,7 +279,7 @@ public sealed class BridgeTowerForVqa : BridgeTowerHeadModel
     public BridgeTowerForVqa(BridgeTowerConfig config, IWeightSource? weights, Rng? rng = null) : base(config)
     {
         NumAnswers = config.NumLabels ?? throw new InvalidDataException("the VQA head needs num_labels or id2label (the answer vocabulary) in the config");
-        Create(weights, rng, 2, BuildHead);
+        Create(weights, rng, 2, BuildHead, "vqa_classifier.");
     }
 
     private void BuildHead(BtVars vb) =>
@@ -280,7 +306,7 @@ public sealed class BridgeTowerForNlvr2 : BridgeTowerHeadModel
     /// initialised from row 1)</param>
     public BridgeTowerForNlvr2(BridgeTowerConfig config, IWeightSource? weights, Rng? rng = null) : base(config)
     {
-        Create(weights, rng, 3, BuildHead);
+        Create(weights, rng, 3, BuildHead, "nlvr2_classifier.");
         if (weights is null)
             using (Tensor.NoGrad())
                 BridgeTower.TokenTypeEmbeddings.Narrow(0, 2, 1).CopyFrom(BridgeTower.TokenTypeEmbeddings.Narrow(0, 1, 1).Detach());
@@ -305,7 +331,7 @@ public sealed class BridgeTowerForSnliVe : BridgeTowerHeadModel
     private BtClassifier _cls = null!;
 
     public BridgeTowerForSnliVe(BridgeTowerConfig config, IWeightSource? weights, Rng? rng = null) : base(config)
-        => Create(weights, rng, 2, BuildHead);
+        => Create(weights, rng, 2, BuildHead, "snli_classifier.");
 
     private void BuildHead(BtVars vb) =>
         _cls = Add(new BtClassifier(vb["snli_classifier"], 2 * Config.HiddenSize, 2 * Config.HiddenSize, 3, Config.InitializerFactor));

@@ -23,6 +23,8 @@ public static class BridgeTowerWeights
         string p = prefix.Length == 0 ? "" : prefix + ".";
         string headPrefix = BridgeTowerHeadModel.BasePrefix + ".";
         bool stripHead = p.Length == 0 && !source.Contains("token_type_embeddings.weight") && source.Contains(headPrefix + "token_type_embeddings.weight");
+        // A base-model checkpoint (no prefix) loaded into a head class: its keys move under the prefix (HF does the same).
+        bool addPrefix = p.Length > 0 && !source.Contains(p + "token_type_embeddings.weight") && source.Contains("token_type_embeddings.weight");
         foreach (var name in source.Names)
         {
             string visible = name;
@@ -31,10 +33,11 @@ public static class BridgeTowerWeights
                 if (!name.StartsWith(headPrefix, StringComparison.Ordinal)) continue; // head weights: not part of the base model
                 visible = name[headPrefix.Length..];
             }
+            else if (addPrefix) visible = p + name;
             var n0 = name;
             map[visible] = (source.Info(n0) with { Name = visible }, () => source.Load(n0));
         }
-        bool changed = stripHead;
+        bool changed = stripHead || addPrefix;
 
         string tt = p + "token_type_embeddings.weight";
         if (tokenTypes == 3 && map.TryGetValue(tt, out var ttEntry) && ttEntry.Info.Shape.Length == 2 && ttEntry.Info.Shape[0] == 2)
