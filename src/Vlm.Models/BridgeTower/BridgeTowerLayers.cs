@@ -592,7 +592,7 @@ public sealed class BtVisionTransformer : Module
     }
 
     /// <summary>Row i holds the weights PyTorch's upsample_bicubic2d gives input pixels for output pixel i.</summary>
-    internal static float[,] BicubicMatrix(int inSize, int outSize)
+    public static float[,] BicubicMatrix(int inSize, int outSize)
     {
         const float A = -0.75f;
         static float C1(float x) => ((A + 2) * x - (A + 3)) * x * x + 1;
