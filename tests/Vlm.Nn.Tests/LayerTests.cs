@@ -85,6 +85,7 @@ public class LayerTests
         Assert.Equal(2f, emb.Weight.Grad![1, 0]);
         Assert.Equal(1f, emb.Weight.Grad[4, 2]);
         Assert.Equal(0f, emb.Weight.Grad[2, 0]);
+        Assert.Equal(0f, emb.Weight.Grad[0, 1]); // padding row: used once, but no gradient
         var ex = Assert.ThrowsAny<Exception>(() => emb.Forward(Tensor.FromArray(new long[] { 5 }, 1)));
         Assert.Contains("5", ex.Message);
         Assert.Throws<ArgumentException>(() => emb.Forward(Tensor.Zeros(2)));
