@@ -216,6 +216,24 @@ public class LayerTests
     }
 
     [Fact]
+    public void DropoutContextStateResumesTheMaskStream()
+    {
+        var x = Tensor.Ones(64);
+        var ctx = new DropoutContext(5);
+        var d = new Dropout(0.5f, ctx);
+        d.Forward(x);
+        var state = ctx.GetState();
+        var next = d.Forward(x).ToArray();
+        var resumed = new DropoutContext(123);
+        resumed.SetState(state);
+        Assert.Equal(next, new Dropout(0.5f, resumed).Forward(x).ToArray());
+        // One context per model: the VarBuilder and the finished store hand out the same one.
+        var vb = VarBuilder.Init(new Rng(1));
+        _ = new Linear(2, 2, vb);
+        Assert.Same(vb.Dropout, vb.Finish().Dropout);
+    }
+
+    [Fact]
     public void MultiHeadAttentionMatchesPerHeadLoopAndIgnoresMaskedKeys()
     {
         var rng = new Rng(8);
