@@ -269,16 +269,7 @@ public sealed partial class Tensor
     {
         if (min is null && max is null) throw new ArgumentException("clamp needs min or max");
         float lo = min ?? float.NegativeInfinity, hi = max ?? float.PositiveInfinity;
-        var y = MapKernel((x, d) =>
-        {
-            for (int i = 0; i < d.Length; i++)
-            {
-                float v = x[i];
-                if (v < lo) v = lo;
-                if (v > hi) v = hi;
-                d[i] = v;
-            }
-        }, 1 << 16);
+        var y = MapKernel((x, d) => Kernels.FastMath.Clamp(x, lo, hi, d), 1 << 16);
         var xin = this;
         return Recorder.Record(y, "clamp", [xin], g => [ZipKernel(xin, g, (x, gg, d) =>
         {
