@@ -192,9 +192,15 @@ public sealed partial class Tensor
     {
         if (mask.DType is not (DType.Bool or DType.UInt8))
             throw new ArgumentException($"{op}: mask {mask.Name ?? mask.ShapeString} must be bool or uint8, got {mask.DType}");
-        var m = NewResult(shape, mask.DType);
-        m.CopyFrom(mask);
-        var b = m.Storage.U8!;
+        var b = new byte[ShapeUtil.Numel(shape)];
+        var src = mask.Storage.U8!;
+        StridedLoop.Run(shape, ShapeUtil.ContiguousStrides(shape), 0,
+            ShapeUtil.BroadcastStrides(mask.Shape, mask.Strides, shape), mask.Offset, new int[shape.Length], 0,
+            (o, a, _, n, so, sa, _) =>
+            {
+                if (sa == 0) { if (src[a] != 0) b.AsSpan(o, n).Fill(1); }
+                else for (int i = 0; i < n; i++) b[o + i] = src[a + i * sa] != 0 ? (byte)1 : (byte)0;
+            });
         return b;
     }
 
