@@ -22,6 +22,27 @@ public class FunctionalNormTests
         TensorAssert.Close(new[] { -1.5f * r, -1f * r, 0.5f * r, 1.5f * r + 10 }, y.ToArray(), 1e-6f);
     }
 
+    [Theory]
+    [InlineData(768)]
+    [InlineData(45)]
+    [InlineData(7)]
+    public void FusedLayerNormRowMatchesScalarReference(int n)
+    {
+        var rng = new Rng((ulong)n);
+        var x = Tensor.Randn([n], rng, mean: 30f, std: 0.5f).ToArray(); // |mean| ≫ std: the centred variance matters
+        var w = Tensor.Randn([n], rng).ToArray(); var b = Tensor.Randn([n], rng).ToArray();
+        foreach (var (ww, bb) in new[] { (w, b), (w, Array.Empty<float>()), (Array.Empty<float>(), b), (Array.Empty<float>(), Array.Empty<float>()) })
+        {
+            var fast = new float[n]; var slow = new float[n];
+            global::Vlm.Core.Kernels.NormKernels.LayerNormRow(x, fast, ww, bb, 1e-5f, out var m1, out var r1);
+            global::Vlm.Core.Kernels.NormKernels.LayerNormRowReference(x, slow, ww, bb, 1e-5f, out var m2, out var r2);
+            // mean/std = 60: float32 input rounding alone moves x̂ by ~1e-5.
+            TensorAssert.Close(slow, fast, 6e-5f, 2e-5f);
+            Assert.Equal(m2, m1, 4);
+            Assert.Equal(r2, r1, 3);
+        }
+    }
+
     [Fact]
     public void LayerNormGradientsOnNonContiguousInput()
     {
