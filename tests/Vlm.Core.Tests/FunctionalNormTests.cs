@@ -43,6 +43,26 @@ public class FunctionalNormTests
         }
     }
 
+    [Theory]
+    [InlineData(768)]
+    [InlineData(45)]
+    public void FusedLayerNormBackwardRowMatchesReference(int n)
+    {
+        var rng = new Rng((ulong)n + 100);
+        var x = Tensor.Randn([n], rng, mean: 1f, std: 2f).ToArray(); var g = Tensor.Randn([n], rng).ToArray(); var w = Tensor.Randn([n], rng).ToArray();
+        foreach (var ww in new[] { w, Array.Empty<float>() })
+        {
+            float[] dx1 = new float[n], dx2 = new float[n];
+            float[] dw1 = Enumerable.Repeat(0.5f, n).ToArray(), dw2 = Enumerable.Repeat(0.5f, n).ToArray();
+            float[] db1 = Enumerable.Repeat(-1f, n).ToArray(), db2 = Enumerable.Repeat(-1f, n).ToArray();
+            global::Vlm.Core.Kernels.NormKernels.LayerNormBackwardRow(x, g, ww, 0.9f, 0.45f, dx1, dw1, db1, new float[n]);
+            global::Vlm.Core.Kernels.NormKernels.LayerNormBackwardRowReference(x, g, ww, 0.9f, 0.45f, dx2, dw2, db2, new float[n]);
+            TensorAssert.Close(dx2, dx1, 1e-5f, 1e-5f, "dx");
+            TensorAssert.Close(dw2, dw1, 1e-5f, 1e-5f, "dw");
+            TensorAssert.Close(db2, db1, 1e-6f, 1e-6f, "db");
+        }
+    }
+
     [Fact]
     public void LayerNormGradientsOnNonContiguousInput()
     {

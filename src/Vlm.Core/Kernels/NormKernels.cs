@@ -90,9 +90,73 @@ public static class NormKernels
         mean = (float)m; rstd = (float)rs;
     }
 
-    /// <summary>dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = g·w and x̂ = (x − mean)·rstd; dw += g·x̂; db += g.</summary>
+    /// <summary>dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = g·w and x̂ = (x − mean)·rstd; dw += g·x̂; db += g.
+    /// Two fused passes: the sums (and dw, db), then dx; x̂ is recomputed rather than stored.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void LayerNormBackwardRow(ReadOnlySpan<float> x, ReadOnlySpan<float> g, ReadOnlySpan<float> w,
+        float mean, float rstd, Span<float> dx, float[]? dw, float[]? db, float[] scratch)
+    {
+        int n = x.Length;
+        if (!Vector256.IsHardwareAccelerated || n < 32)
+        {
+            LayerNormBackwardRowReference(x, g, w, mean, rstd, dx, dw, db, scratch);
+            return;
+        }
+        ref float xr = ref MemoryMarshal.GetReference(x);
+        ref float gr = ref MemoryMarshal.GetReference(g);
+        ref float wr = ref MemoryMarshal.GetReference(w);
+        bool hasW = !w.IsEmpty;
+        var vm = Vector256.Create(mean); var vrs = Vector256.Create(rstd);
+        var sG = Vector256<float>.Zero; var sGX = Vector256<float>.Zero;
+        int n8 = n & ~7, i = 0;
+        for (; i < n8; i += 8)
+        {
+            var xh = (Vector256.LoadUnsafe(ref xr, (nuint)i) - vm) * vrs;
+            var gv = Vector256.LoadUnsafe(ref gr, (nuint)i);
+            if (dw != null)
+            {
+                ref float d = ref dw[i];
+                Vector256.FusedMultiplyAdd(gv, xh, Vector256.LoadUnsafe(ref d)).StoreUnsafe(ref d);
+            }
+            if (db != null)
+            {
+                ref float d = ref db[i];
+                (Vector256.LoadUnsafe(ref d) + gv).StoreUnsafe(ref d);
+            }
+            var gh = hasW ? gv * Vector256.LoadUnsafe(ref wr, (nuint)i) : gv;
+            sG += gh;
+            sGX = Vector256.FusedMultiplyAdd(gh, xh, sGX);
+        }
+        float sumG = Vector256.Sum(sG), sumGX = Vector256.Sum(sGX);
+        for (; i < n; i++)
+        {
+            float xh = (Unsafe.Add(ref xr, i) - mean) * rstd, gv = Unsafe.Add(ref gr, i);
+            if (dw != null) dw[i] += gv * xh;
+            if (db != null) db[i] += gv;
+            float gh = hasW ? gv * Unsafe.Add(ref wr, i) : gv;
+            sumG += gh; sumGX += gh * xh;
+        }
+        if (dx.IsEmpty) return;
+        float meanG = sumG / n, meanGX = sumGX / n;
+        var vmg = Vector256.Create(meanG); var vmgx = Vector256.Create(meanGX);
+        ref float dr = ref MemoryMarshal.GetReference(dx);
+        for (i = 0; i < n8; i += 8)
+        {
+            var xh = (Vector256.LoadUnsafe(ref xr, (nuint)i) - vm) * vrs;
+            var gv = Vector256.LoadUnsafe(ref gr, (nuint)i);
+            var gh = hasW ? gv * Vector256.LoadUnsafe(ref wr, (nuint)i) : gv;
+            ((gh - vmg - xh * vmgx) * vrs).StoreUnsafe(ref dr, (nuint)i);
+        }
+        for (; i < n; i++)
+        {
+            float xh = (Unsafe.Add(ref xr, i) - mean) * rstd, gv = Unsafe.Add(ref gr, i);
+            float gh = hasW ? gv * Unsafe.Add(ref wr, i) : gv;
+            Unsafe.Add(ref dr, i) = (gh - meanG - xh * meanGX) * rstd;
+        }
+    }
+
+    /// <summary>Reference for <see cref="LayerNormBackwardRow"/> from TensorPrimitives calls (x̂ kept in scratch).</summary>
+    public static void LayerNormBackwardRowReference(ReadOnlySpan<float> x, ReadOnlySpan<float> g, ReadOnlySpan<float> w,
         float mean, float rstd, Span<float> dx, float[]? dw, float[]? db, float[] scratch)
     {
         int n = x.Length;
