@@ -14,7 +14,10 @@ public static class ImageDecoder
     {
         byte[] bytes;
         try { bytes = File.ReadAllBytes(path); }
-        catch (FileNotFoundException) { throw new FileNotFoundException($"image file not found: {path}", path); }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new FileNotFoundException($"image file not found: {path}", path);
+        }
         return Decode(bytes, path, options);
     }
 
@@ -33,7 +36,8 @@ public static class ImageDecoder
 
     public static ImageFormat Sniff(ReadOnlySpan<byte> b)
     {
-        if (b.Length >= 8 && b[..8].SequenceEqual(PngDecoder.Signature)) return ImageFormat.Png;
+        // A prefix of the PNG signature is a truncated PNG: let the PNG decoder say so.
+        if (b.Length > 0 && b[..Math.Min(8, b.Length)].SequenceEqual(PngDecoder.Signature[..Math.Min(8, b.Length)])) return ImageFormat.Png;
         if (b.Length >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return ImageFormat.Jpeg;
         if (b.Length >= 2 && b[0] == (byte)'B' && b[1] == (byte)'M') return ImageFormat.Bmp;
         if (b.Length >= 3 && b[0] == (byte)'P' && b[1] is (byte)'5' or (byte)'6' && b[2] is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t' or (byte)'#')

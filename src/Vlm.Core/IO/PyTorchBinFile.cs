@@ -167,7 +167,7 @@ public sealed class PyTorchBinFile : IWeightSource
         if (numel > 0)
         {
             long first = t.Offset, count = (long)Extent(t) - first;
-            if (count * es > Array.MaxLength) throw Bad($"view spans {count * es} bytes of its storage, more than one read can hold", name);
+            if (count * es > Array.MaxLength || (long)numel * es > Array.MaxLength) throw Bad($"view spans {count * es} bytes of its storage, more than one read can hold", name);
             byte[] raw = new byte[count * es];
             lock (_lock)
             {

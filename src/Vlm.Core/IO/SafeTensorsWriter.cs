@@ -29,6 +29,33 @@ public static class SafeTensors
         WriteAtomically(path, fs => WriteBody(fs, header, list));
     }
 
+    /// <summary>
+    /// Copies every tensor of <paramref name="source"/> (in its Names order) into a safetensors file, loading one
+    /// tensor at a time, so converting a checkpoint needs memory for its largest tensor only. Floating tensors are
+    /// written as F32 (what they load as); integer ones as the engine type they load as.
+    /// </summary>
+    public static void Save(string path, IWeightSource source, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var names = source.Names.ToList();
+        var specs = names.Select(n =>
+        {
+            var info = source.Info(n);
+            return new Spec(n, DTypeCodec.LoadedAs(info.DType), info.Shape);
+        }).ToList();
+        var header = BuildHeader(specs, metadata);
+        WriteAtomically(path, fs =>
+        {
+            WriteHeader(fs, header);
+            foreach (var sp in specs)
+            {
+                var t = source.Load(sp.Name);
+                if (t.DType != sp.DType || !t.Shape.SequenceEqual(sp.Shape))
+                    throw new InvalidDataException($"{source.Origin}: tensor '{sp.Name}' loaded as {t.DType} {t.ShapeString}, not as its header said");
+                WriteData(fs, t);
+            }
+        });
+    }
+
     /// <summary>The bytes <see cref="Save"/> would write (tests, in-memory round trips).</summary>
     public static byte[] ToBytes(IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
@@ -49,21 +76,50 @@ public static class SafeTensors
     public static string SaveSharded(string dir, IEnumerable<KeyValuePair<string, Tensor>> tensors, long maxShardBytes,
         IReadOnlyDictionary<string, string>? metadata = null)
     {
-        if (maxShardBytes <= 0) throw new ArgumentOutOfRangeException(nameof(maxShardBytes), "must be positive");
         var list = tensors.ToList();
         CheckNames(list);
-        var shards = new List<List<KeyValuePair<string, Tensor>>>();
-        long current = 0, total = 0;
-        foreach (var kv in list)
+        var byName = list.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        return SaveSharded(dir, list.Select(kv => (kv.Key, (long)kv.Value.Numel * kv.Value.DType.ElementSize())).ToList(), maxShardBytes,
+            (path, names) => Save(path, names.Select(n => new KeyValuePair<string, Tensor>(n, byName[n])), metadata));
+    }
+
+    /// <summary>As above, loading one tensor at a time from <paramref name="source"/> (checkpoint conversion).</summary>
+    public static string SaveSharded(string dir, IWeightSource source, long maxShardBytes, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var sizes = source.Names.Select(n =>
         {
-            long size = (long)kv.Value.Numel * kv.Value.DType.ElementSize();
+            var info = source.Info(n);
+            return (n, (long)ShapeUtil.Numel(info.Shape) * DTypeCodec.LoadedAs(info.DType).ElementSize());
+        }).ToList();
+        return SaveSharded(dir, sizes, maxShardBytes, (path, names) => Save(path, new Subset(source, names), metadata));
+    }
+
+    /// <summary>A view of some of a source's tensors, in a given order (one shard's worth).</summary>
+    private sealed class Subset(IWeightSource source, IReadOnlyList<string> names) : IWeightSource
+    {
+        public string Origin => source.Origin;
+        public IReadOnlyCollection<string> Names => names;
+        public bool Contains(string name) => names.Contains(name);
+        public TensorInfo Info(string name) => source.Info(name);
+        public Tensor Load(string name) => source.Load(name);
+        public void Dispose() { }
+    }
+
+    private static string SaveSharded(string dir, List<(string Name, long Bytes)> sizes, long maxShardBytes, Action<string, IReadOnlyList<string>> writeShard)
+    {
+        if (maxShardBytes <= 0) throw new ArgumentOutOfRangeException(nameof(maxShardBytes), "must be positive");
+        CheckNames(sizes.Select(s => s.Name));
+        var shards = new List<List<string>>();
+        long current = 0, total = 0;
+        foreach (var (name, size) in sizes)
+        {
             total += size;
             if (shards.Count == 0 || (current + size > maxShardBytes && shards[^1].Count > 0))
             {
                 shards.Add([]);
                 current = 0;
             }
-            shards[^1].Add(kv);
+            shards[^1].Add(name);
             current += size;
         }
         if (shards.Count == 0) shards.Add([]);
@@ -74,9 +130,9 @@ public static class SafeTensors
         for (int k = 0; k < n; k++)
         {
             string file = $"model-{k + 1:D5}-of-{n:D5}.safetensors";
-            Save(Path.Combine(dir, file), shards[k], metadata);
+            writeShard(Path.Combine(dir, file), shards[k]);
             written.Add(file);
-            foreach (var (name, _) in shards[k]) weightMap[name] = file;
+            foreach (var name in shards[k]) weightMap[name] = file;
         }
         string indexPath = Path.Combine(dir, ShardedCheckpoint.SafeTensorsIndexName);
         WriteAtomically(indexPath, fs =>
@@ -96,10 +152,12 @@ public static class SafeTensors
         return indexPath;
     }
 
-    private static void CheckNames(List<KeyValuePair<string, Tensor>> list)
+    private static void CheckNames(List<KeyValuePair<string, Tensor>> list) => CheckNames(list.Select(kv => kv.Key));
+
+    private static void CheckNames(IEnumerable<string> names)
     {
         var seen = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (name, _) in list)
+        foreach (var name in names)
         {
             if (string.IsNullOrEmpty(name)) throw new ArgumentException("tensor names must be non-empty");
             if (name == "__metadata__") throw new ArgumentException("'__metadata__' is reserved and cannot name a tensor");
@@ -107,9 +165,17 @@ public static class SafeTensors
         }
     }
 
+    private sealed record Spec(string Name, DType DType, int[] Shape);
+
     private static byte[] BuildHeader(List<KeyValuePair<string, Tensor>> list, IReadOnlyDictionary<string, string>? metadata)
     {
         CheckNames(list);
+        return BuildHeader(list.Select(kv => new Spec(kv.Key, kv.Value.DType, kv.Value.ShapeArray())).ToList(), metadata);
+    }
+
+    private static byte[] BuildHeader(List<Spec> list, IReadOnlyDictionary<string, string>? metadata)
+    {
+        CheckNames(list.Select(s => s.Name));
         var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms))
         {
@@ -123,14 +189,14 @@ public static class SafeTensors
                 w.WriteEndObject();
             }
             long offset = 0;
-            foreach (var (name, t) in list)
+            foreach (var (name, dt, shape) in list)
             {
-                string dtype = DTypeCodec.StoredName(t.DType);
-                long len = (long)t.Numel * t.DType.ElementSize();
+                string dtype = DTypeCodec.StoredName(dt);
+                long len = (long)ShapeUtil.Numel(shape) * dt.ElementSize();
                 w.WriteStartObject(name);
                 w.WriteString("dtype", dtype);
                 w.WriteStartArray("shape");
-                foreach (int d in t.Shape) w.WriteNumberValue(d);
+                foreach (int d in shape) w.WriteNumberValue(d);
                 w.WriteEndArray();
                 w.WriteStartArray("data_offsets");
                 w.WriteNumberValue(offset);
@@ -149,11 +215,16 @@ public static class SafeTensors
 
     private static void WriteBody(Stream s, byte[] header, List<KeyValuePair<string, Tensor>> list)
     {
+        WriteHeader(s, header);
+        foreach (var (_, t) in list) WriteData(s, t);
+    }
+
+    private static void WriteHeader(Stream s, byte[] header)
+    {
         Span<byte> len8 = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(len8, (ulong)header.Length);
         s.Write(len8);
         s.Write(header);
-        foreach (var (_, t) in list) WriteData(s, t);
     }
 
     /// <summary>Writes a tensor's elements in row-major order without materialising a contiguous copy.</summary>

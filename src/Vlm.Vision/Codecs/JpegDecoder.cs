@@ -14,6 +14,14 @@ public static unsafe class JpegDecoder
     private const int TJPF_RGB = 0, TJPF_GRAY = 6, TJPF_CMYK = 11;
     private const int TJCS_GRAY = 2, TJCS_CMYK = 3, TJCS_YCCK = 4;
     private const int TJERR_WARNING = 0;
+    // TurboJPEG 2.1+: refuse progressive files with more than 500 scans (a known CPU-exhaustion trick); older
+    // libraries ignore unknown flags. Real images have ~10 scans, so Pillow-equal output is unaffected.
+    private const int TJFLAG_LIMITSCANS = 32768;
+
+    // A Huffman-coded block costs at least one bit, and the sparsest legal layout (a DC-only scan of a 2×2-subsampled
+    // component) codes one block per 256 pixels, so a real file has ≥ pixels / 2048 bytes. Headers promising more
+    // are truncated or hostile: refuse them before allocating the output.
+    private const long MaxPixelsPerByte = 4096;
 
     private sealed class Api
     {
@@ -66,7 +74,7 @@ public static unsafe class JpegDecoder
     public static Image Decode(ReadOnlySpan<byte> jpeg, string origin = "<jpeg>", DecodeOptions? options = null)
     {
         options ??= DecodeOptions.Default;
-        var (orientation, adobe) = ScanMarkers(jpeg, origin);
+        var (orientation, adobe, huffman) = ScanMarkers(jpeg, origin);
         var api = Require(origin);
         nint h = api.InitDecompress();
         if (h == 0) throw new InvalidOperationException("tjInitDecompress failed");
@@ -78,6 +86,8 @@ public static unsafe class JpegDecoder
                 if (api.DecompressHeader3(h, src, (nuint)jpeg.Length, &w, &ht, &subsamp, &cs) != 0)
                     throw new InvalidDataException($"{origin}: invalid JPEG header: {Error(api, h)}");
                 options.CheckPixels(w, ht, origin, "JPEG");
+                if (huffman && (long)w * ht > MaxPixelsPerByte * jpeg.Length)
+                    throw new InvalidDataException($"{origin}: corrupt JPEG: a {w}x{ht} image cannot fit in {jpeg.Length} bytes (truncated?)");
                 (PixelMode mode, int pf) = cs switch
                 {
                     TJCS_GRAY => (PixelMode.L, TJPF_GRAY),
@@ -88,7 +98,7 @@ public static unsafe class JpegDecoder
                 var dst = new byte[(long)w * ht * c];
                 fixed (byte* d = dst)
                 {
-                    if (api.Decompress2(h, src, (nuint)jpeg.Length, d, w, w * c, ht, pf, 0) != 0)
+                    if (api.Decompress2(h, src, (nuint)jpeg.Length, d, w, w * c, ht, pf, TJFLAG_LIMITSCANS) != 0)
                     {
                         string msg = Error(api, h);
                         // libjpeg warnings (e.g. extraneous bytes before a marker) are ignored by Pillow too; running
@@ -113,10 +123,10 @@ public static unsafe class JpegDecoder
     private static string Error(Api api, nint h) => Marshal.PtrToStringUTF8((nint)api.GetErrorStr2(h)) ?? "unknown error";
 
     /// <summary>Walks the marker segments before the scan data for APP1 Exif (orientation) and APP14 Adobe.</summary>
-    private static (int Orientation, bool Adobe) ScanMarkers(ReadOnlySpan<byte> b, string origin)
+    private static (int Orientation, bool Adobe, bool Huffman) ScanMarkers(ReadOnlySpan<byte> b, string origin)
     {
         if (b.Length < 4 || b[0] != 0xFF || b[1] != 0xD8) throw new InvalidDataException($"{origin}: invalid JPEG: missing SOI marker");
-        int orientation = 1; bool adobe = false, gotExif = false;
+        int orientation = 1; bool adobe = false, gotExif = false, huffman = false;
         int p = 2;
         while (p + 4 <= b.Length)
         {
@@ -129,9 +139,10 @@ public static unsafe class JpegDecoder
             if (len < 2 || p + 2 + len > b.Length) break;
             var seg = b.Slice(p + 4, len - 2);
             if (m == 0xE1 && !gotExif && seg.Length >= 6 && seg[..6].SequenceEqual("Exif\0\0"u8)) { orientation = Exif.ReadOrientation(seg); gotExif = true; }
+            if (m is 0xC0 or 0xC1 or 0xC2) huffman = true;
             if (m == 0xEE && seg.Length >= 5 && seg[..5].SequenceEqual("Adobe"u8)) adobe = true;
             p += 2 + len;
         }
-        return (orientation, adobe);
+        return (orientation, adobe, huffman);
     }
 }

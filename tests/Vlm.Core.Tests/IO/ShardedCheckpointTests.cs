@@ -81,4 +81,30 @@ public sealed class ShardedCheckpointTests : IDisposable
         var ex = Assert.Throws<InvalidDataException>(() => ShardedSafeTensors.Open(Index("""{"weight_map":{"a":"s1.safetensors"}}""")));
         Assert.Contains("s1.safetensors", ex.Message);
     }
+
+    [Fact]
+    public void StreamingSaveFromASourceConvertsDTypesAndShards()
+    {
+        // A source whose floats are stored as F16 and BF16: written back as F32, one tensor at a time.
+        var h = new Half[] { (Half)1, (Half)(-2) }.SelectMany(x => BitConverter.GetBytes(x)).ToArray();
+        var bf = BitConverter.GetBytes((ushort)0x4040); // 3.0 in bfloat16
+        var bytes = SafeTensorsTests.Raw("""{"h":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"BF16","shape":[1],"data_offsets":[4,6]},"i":{"dtype":"I16","shape":[1],"data_offsets":[6,8]}}""",
+            [.. h, .. bf, 0xFF, 0xFF]);
+        using var src = SafeTensorsFile.FromBytes(bytes);
+        string one = Path.Combine(_dir, "one.safetensors");
+        SafeTensors.Save(one, src);
+        using (var f = SafeTensorsFile.Open(one))
+        {
+            Assert.Equal("F32", f.Info("h").DType);
+            Assert.Equal(new float[] { 1, -2 }, f.Load("h").Span.ToArray());
+            Assert.Equal(new float[] { 3 }, f.Load("b").Span.ToArray());
+            Assert.Equal("I32", f.Info("i").DType);
+            Assert.Equal(new[] { -1 }, f.Load("i").SpanI32.ToArray());
+        }
+        string index = SafeTensors.SaveSharded(Path.Combine(_dir, "sh"), src, maxShardBytes: 8);
+        using var w = ShardedSafeTensors.Open(index);
+        Assert.Equal(2, w.ShardFiles.Count); // 8 bytes | 4 + 4 bytes
+        Assert.Equal(new float[] { 3 }, w.Load("b").Span.ToArray());
+        Assert.Equal("16", w.Metadata["total_size"]);
+    }
 }

@@ -14,14 +14,38 @@ public class GemmTests
         if (OpenBlas.IsAvailable) yield return GemmBackend.OpenBlas;
     }
 
-    public static TheoryData<GemmBackend, bool, bool> BackendsAndTransposes()
+    /// <summary>Kernels under test: the public backends plus the managed AVX2 6×16 path forced on (on AVX-512
+    /// machines the managed backend otherwise takes the 6×32 path, and both must stay correct).</summary>
+    public enum Kernel { Managed, ManagedAvx2, OpenBlas, Naive }
+
+    public static TheoryData<Kernel, bool, bool> BackendsAndTransposes()
     {
-        var d = new TheoryData<GemmBackend, bool, bool>();
-        foreach (var be in FastBackends().Append(GemmBackend.Naive))
+        var d = new TheoryData<Kernel, bool, bool>();
+        var kernels = new List<Kernel> { Kernel.Managed, Kernel.ManagedAvx2, Kernel.Naive };
+        if (OpenBlas.IsAvailable) kernels.Add(Kernel.OpenBlas);
+        foreach (var be in kernels)
             foreach (var ta in new[] { false, true })
                 foreach (var tb in new[] { false, true })
                     d.Add(be, ta, tb);
         return d;
+    }
+
+    private static void Run(Kernel kernel, bool ta, bool tb, int m, int n, int k, float alpha,
+        float[] a, int lda, float[] b, int ldb, float beta, float[] c, int ldc, bool parallel = true)
+    {
+        if (kernel == Kernel.ManagedAvx2)
+        {
+            Gemm.Check(ta, tb, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
+            GemmManaged.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel ? 2 : 1, wide: false);
+            return;
+        }
+        var be = kernel switch
+        {
+            Kernel.Managed => GemmBackend.Managed,
+            Kernel.OpenBlas => GemmBackend.OpenBlas,
+            _ => GemmBackend.Naive,
+        };
+        Gemm.Sgemm(be, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel);
     }
 
     private static readonly int[] EdgeSizes = [1, 5, 6, 7, 15, 16, 17];
@@ -47,7 +71,7 @@ public class GemmTests
 
     /// <summary>Runs one product on <paramref name="backend"/> and on the naive loop and compares them.
     /// pad adds to every leading dimension (padding is NaN in A/B and a sentinel in C, which must survive).</summary>
-    private static void CheckOne(GemmBackend backend, bool ta, bool tb, int m, int n, int k, float alpha, float beta,
+    private static void CheckOne(Kernel backend, bool ta, bool tb, int m, int n, int k, float alpha, float beta,
         int pad, bool parallel, Rng rng, bool nanC = false)
     {
         int aRows = ta ? k : m, aCols = ta ? m : k, bRows = tb ? n : k, bCols = tb ? k : n;
@@ -61,7 +85,7 @@ public class GemmTests
         var expected = (float[])c0.Clone();
         var actual = (float[])c0.Clone();
         Gemm.SgemmNaive(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, expected, ldc);
-        Gemm.Sgemm(backend, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, actual, ldc, parallel);
+        Run(backend, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, actual, ldc, parallel);
         string what = $"{backend} ta={ta} tb={tb} m={m} n={n} k={k} alpha={alpha} beta={beta} pad={pad} parallel={parallel}";
         // float32 sums of k products of values in [-1, 1]: rounding grows like √k.
         float atol = 2e-6f * (1 + k) * Math.Max(1, Math.Abs(alpha)) + 1e-6f;
@@ -73,7 +97,7 @@ public class GemmTests
 
     [Theory]
     [MemberData(nameof(BackendsAndTransposes))]
-    public void SmallShapes_AllEdgeSizes_MatchNaive(GemmBackend backend, bool ta, bool tb)
+    public void SmallShapes_AllEdgeSizes_MatchNaive(Kernel backend, bool ta, bool tb)
     {
         var rng = new Rng(1);
         foreach (int m in EdgeSizes)
@@ -84,7 +108,7 @@ public class GemmTests
 
     [Theory]
     [MemberData(nameof(BackendsAndTransposes))]
-    public void LargeShapes_SerialAndParallel_MatchNaive(GemmBackend backend, bool ta, bool tb)
+    public void LargeShapes_SerialAndParallel_MatchNaive(Kernel backend, bool ta, bool tb)
     {
         var rng = new Rng(2);
         foreach (var (m, n, k) in LargeShapes)
@@ -94,7 +118,7 @@ public class GemmTests
 
     [Theory]
     [MemberData(nameof(BackendsAndTransposes))]
-    public void AlphaBetaAndPaddedLeadingDims_MatchNaive(GemmBackend backend, bool ta, bool tb)
+    public void AlphaBetaAndPaddedLeadingDims_MatchNaive(Kernel backend, bool ta, bool tb)
     {
         var rng = new Rng(3);
         foreach (var (m, n, k) in new[] { (7, 17, 5), (6, 16, 16), (19, 35, 270), (130, 300, 70) })
@@ -106,7 +130,7 @@ public class GemmTests
 
     [Theory]
     [MemberData(nameof(BackendsAndTransposes))]
-    public void BetaZero_IgnoresNaNInC(GemmBackend backend, bool ta, bool tb)
+    public void BetaZero_IgnoresNaNInC(Kernel backend, bool ta, bool tb)
     {
         var rng = new Rng(4);
         foreach (var (m, n, k) in new[] { (7, 17, 5), (12, 32, 300), (130, 300, 70) })
@@ -116,19 +140,19 @@ public class GemmTests
 
     [Theory]
     [MemberData(nameof(BackendsAndTransposes))]
-    public void DegenerateK0AndAlpha0_ScaleC(GemmBackend backend, bool ta, bool tb)
+    public void DegenerateK0AndAlpha0_ScaleC(Kernel backend, bool ta, bool tb)
     {
         foreach (float beta in new[] { 0f, 1f, -0.5f })
         {
             var c = new float[] { 1, 2, float.NaN, 4, 5, 6 };
             var expected = beta == 0 ? new float[6] : c.Select(v => v * beta).ToArray();
-            Gemm.Sgemm(backend, ta, tb, 2, 3, 0, 1f, [], 2, [], 3, beta, c, 3);
+            Run(backend, ta, tb, 2, 3, 0, 1f, [], 2, [], 3, beta, c, 3);
             TensorAssert.Close(expected, c, 0, 0, $"{backend} k=0 beta={beta}");
         }
-        if (backend == GemmBackend.Naive) return; // the triple loop reads A and B even when alpha is 0
+        if (backend == Kernel.Naive) return; // the triple loop reads A and B even when alpha is 0
         var a = new float[] { float.NaN, 1, 2, 3 }; var b = new float[] { 1, float.NaN, 3, 4 };
         var c2 = new float[] { float.NaN, 1, 2, 3 };
-        Gemm.Sgemm(backend, ta, tb, 2, 2, 2, 0f, a, 2, b, 2, 0f, c2, 2);
+        Run(backend, ta, tb, 2, 2, 2, 0f, a, 2, b, 2, 0f, c2, 2);
         Assert.Equal(new float[4], c2);
     }
 
