@@ -155,15 +155,18 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
         while (n > 1)
         {
             long best = long.MaxValue;
-            for (int i = 0; i + 1 < n; i++)
-                if (_merges.TryGetValue(((long)word[i] << 32) | (uint)word[i + 1], out long v) && v < best) best = v;
-            if (best == long.MaxValue) break;
-            int rank = (int)(best >> 32), merged = (int)best;
-            // find the pair again by rank (merged symbol alone is not unique to one pair)
             int a = -1, b = -1;
             for (int i = 0; i + 1 < n; i++)
-                if (_merges.TryGetValue(((long)word[i] << 32) | (uint)word[i + 1], out long v) && v == best) { a = word[i]; b = word[i + 1]; break; }
-            _ = rank;
+            {
+                if (_merges.TryGetValue(((long)word[i] << 32) | (uint)word[i + 1], out long v) && v < best)
+                {
+                    best = v;
+                    a = word[i];
+                    b = word[i + 1];
+                }
+            }
+            if (best == long.MaxValue) break;
+            int merged = (int)best;
             int m = 0;
             for (int i = 0; i < n;)
             {
