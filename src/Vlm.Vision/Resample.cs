@@ -31,7 +31,8 @@ public static class Resampler
         if (width <= 0 || height <= 0) throw new ArgumentException($"resize target must be positive, got {width}x{height}");
         if (image.BitDepth != 8) throw new NotSupportedException($"resize of 16-bit images is not supported ({image}); convert with ToRgb() first");
         if (width == image.Width && height == image.Height) return image; // Pillow returns a copy; images are not mutated here
-        if (image.Mode == PixelMode.P) filter = ResampleFilter.Nearest;
+        // Pillow resizes P and bilevel ("1", our L decoded from 1-bit files) images with NEAREST whatever is asked.
+        if (image.Mode == PixelMode.P || (image.Mode == PixelMode.L && image.SourceBitDepth == 1)) filter = ResampleFilter.Nearest;
         int c = image.Channels;
         byte[] outData;
         if (filter == ResampleFilter.Nearest)
