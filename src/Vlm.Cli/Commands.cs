@@ -8,5 +8,8 @@ public static partial class Commands
     public static IEnumerable<Command> All()
     {
         yield return Demo.Build();
+        yield return RunCase.Build();
+        yield return Bench.Build();
+        yield return Convert.Build();
     }
 }

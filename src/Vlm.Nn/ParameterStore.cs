@@ -16,6 +16,9 @@ public sealed class ParameterStore
 
     public int Count => _ordered.Count;
 
+    /// <summary>The dropout stream shared by the model's <see cref="Vlm.Nn.Dropout"/> layers.</summary>
+    public DropoutContext Dropout { get; internal set; } = new();
+
     public Tensor this[string name] => _byName.TryGetValue(name, out var t) ? t : throw new KeyNotFoundException($"no parameter named '{name}'");
 
     public bool Contains(string name) => _byName.ContainsKey(name);
@@ -62,14 +65,33 @@ public sealed class ParameterStore
             var info = source.Info(name);
             if (!info.Shape.SequenceEqual(t.ShapeArray()))
                 misshaped.Add($"{name}: file {ShapeUtil.Format(info.Shape)}, model {t.ShapeString}");
+            else if (!IsFloatDType(info.DType))
+                misshaped.Add($"{name}: file dtype {info.DType}, model needs a floating-point tensor");
         }
         var unexpected = source.Names.Where(n => !_byName.ContainsKey(n)).OrderBy(n => n, StringComparer.Ordinal).ToList();
         var err = LoadErrors.Format(source.Origin, missing, strict ? unexpected : [], misshaped);
         if (err != null) throw new InvalidDataException(err);
         using (Tensor.NoGrad())
             foreach (var (name, t) in _ordered)
-                if (source.Contains(name)) t.CopyFrom(source.Load(name));
+                if (source.Contains(name))
+                {
+                    var v = source.Load(name);
+                    t.CopyFrom(v.DType == DType.Float32 ? v : v.To(DType.Float32));
+                }
     }
+
+    private static bool IsFloatDType(string dtype) => dtype is "F32" or "F16" or "BF16" or "F64" or "Float32";
+
+    /// <summary>Loads a safetensors file written by <see cref="Save"/> (or by HF) into the parameters; see <see cref="Load(IWeightSource, bool, IEnumerable{string}?)"/>.</summary>
+    public void Load(string path, bool strict = true)
+    {
+        using var f = SafeTensorsFile.Open(path);
+        Load(f, strict);
+    }
+
+    /// <summary>Writes every parameter (tied ones under each name, like a PyTorch state dict) to a safetensors
+    /// file, atomically (temp file + rename).</summary>
+    public void Save(string path, IReadOnlyDictionary<string, string>? metadata = null) => SafeTensors.Save(path, _ordered, metadata);
 }
 
 internal static class LoadErrors

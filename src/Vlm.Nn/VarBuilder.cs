@@ -26,9 +26,15 @@ public sealed class VarBuilder
         public List<string> Misshaped = new();
         public HashSet<string> Consumed = new(StringComparer.Ordinal);
         public HashSet<string> Ignored = new(StringComparer.Ordinal);
+        public DropoutContext Dropout = new();
     }
 
-    private VarBuilder(Shared s, string prefix) { _s = s; Prefix = prefix; }
+    private VarBuilder(Shared s, string prefix)
+    {
+        _s = s;
+        Prefix = prefix;
+        s.Store.Dropout = s.Dropout;
+    }
 
     public static VarBuilder FromWeights(IWeightSource source) => new(new Shared { Source = source }, "");
 
@@ -40,6 +46,9 @@ public sealed class VarBuilder
 
     /// <summary>The random stream used for fresh parameters (null when loading).</summary>
     public Rng? Rng => _s.Rng;
+
+    /// <summary>The model-wide dropout stream (seed 0 until reseeded; also reachable as <see cref="ParameterStore.Dropout"/>).</summary>
+    public DropoutContext Dropout => _s.Dropout;
 
     public VarBuilder this[string name] => Sub(name);
 

@@ -1,109 +1,168 @@
 using System.Buffers.Binary;
-using System.Text;
 using System.Text.Json;
 
 namespace Vlm.Core.IO;
 
 /// <summary>
-/// A .safetensors file: 8-byte little-endian header length, a JSON header
-/// {name: {dtype, shape, data_offsets}} (+ "__metadata__"), then the raw little-endian data.
-/// Every header field is validated before any data is touched; errors name the file and tensor.
+/// A .safetensors file (https://github.com/huggingface/safetensors, "Format"): an 8-byte little-endian header
+/// length N, N bytes of UTF-8 JSON {name: {dtype, shape, data_offsets}} (+ optional "__metadata__" string map),
+/// then the data section. The file is memory-mapped and each tensor is read only when asked for, into a managed
+/// array, so tensors never reference the mapping and stay valid after <see cref="Dispose"/>.
+///
+/// Validation follows the spec as the reference (Rust) reader enforces it; every violation is an
+/// <see cref="InvalidDataException"/> naming the file and the tensor, raised at Open before any data is touched:
+/// the header is at most 100 MB, starts with '{', is a JSON object without duplicate names; the data section is
+/// covered exactly by the tensors: no overlaps and no holes or trailing bytes ("the byte buffer needs to be
+/// entirely indexed, and cannot contain holes", which rules out polyglot files). Zero-element tensors are allowed.
 /// </summary>
 public sealed class SafeTensorsFile : IWeightSource
 {
+    /// <summary>The reference reader's limit; a larger header is corruption, not a model.</summary>
+    public const long MaxHeaderBytes = 100_000_000;
+
     private readonly Dictionary<string, Entry> _entries;
-    private readonly byte[] _bytes;
+    private readonly ByteSource _source;
     private readonly long _dataStart;
+    private readonly Lock _lock = new();
+    private bool _disposed;
 
     public string Origin { get; }
     public IReadOnlyDictionary<string, string> Metadata { get; }
-    public IReadOnlyCollection<string> Names => _entries.Keys;
+    /// <summary>Tensor names in file (offset) order.</summary>
+    public IReadOnlyCollection<string> Names { get; }
 
     private sealed record Entry(string DType, int[] Shape, long Begin, long End);
 
-    private SafeTensorsFile(string origin, byte[] bytes)
+    private SafeTensorsFile(string origin, ByteSource source)
     {
         Origin = origin;
-        _bytes = bytes;
-        if (bytes.Length < 8) throw Corrupt("file is shorter than the 8-byte header length");
-        ulong headerLen = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-        if (headerLen > (ulong)(bytes.Length - 8)) throw Corrupt($"header length {headerLen} runs past the end of the file ({bytes.Length} bytes)");
-        _dataStart = 8 + (long)headerLen;
-        long dataLen = bytes.Length - _dataStart;
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(bytes.AsMemory(8, (int)headerLen)); }
-        catch (JsonException e) { throw Corrupt($"header is not valid JSON: {e.Message}"); }
-        using (doc)
+        _source = source;
+        try
         {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw Corrupt("header is not a JSON object");
-            _entries = new Dictionary<string, Entry>(StringComparer.Ordinal);
-            var meta = new Dictionary<string, string>();
-            foreach (var prop in doc.RootElement.EnumerateObject())
-            {
-                if (prop.Name == "__metadata__")
-                {
-                    if (prop.Value.ValueKind == JsonValueKind.Object)
-                        foreach (var m in prop.Value.EnumerateObject())
-                            meta[m.Name] = m.Value.ValueKind == JsonValueKind.String ? m.Value.GetString()! : m.Value.GetRawText();
-                    continue;
-                }
-                _entries[prop.Name] = ParseEntry(prop.Name, prop.Value, dataLen);
-            }
-            Metadata = meta;
+            (_entries, Metadata, _dataStart) = ParseHeader(source);
+            Names = _entries.OrderBy(kv => kv.Value.Begin).ThenBy(kv => kv.Value.End).Select(kv => kv.Key).ToArray();
         }
-        var sorted = _entries.OrderBy(kv => kv.Value.Begin).ToList();
-        for (int i = 1; i < sorted.Count; i++)
-            if (sorted[i].Value.Begin < sorted[i - 1].Value.End && sorted[i].Value.End > sorted[i].Value.Begin)
-                throw Corrupt($"tensors '{sorted[i - 1].Key}' and '{sorted[i].Key}' overlap");
+        catch
+        {
+            source.Dispose();
+            throw;
+        }
     }
 
+    /// <summary>Maps the file and validates its header; tensor data is read by <see cref="Load"/>.</summary>
     public static SafeTensorsFile Open(string path)
     {
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (FileNotFoundException) { throw new FileNotFoundException($"safetensors file not found: {path}", path); }
-        return new SafeTensorsFile(path, bytes);
+        if (!File.Exists(path)) throw new FileNotFoundException($"safetensors file not found: {path}", path);
+        return new SafeTensorsFile(path, ByteSource.Map(path));
     }
 
-    public static SafeTensorsFile FromBytes(byte[] bytes, string origin = "<bytes>") => new(origin, bytes);
+    public static SafeTensorsFile FromBytes(byte[] bytes, string origin = "<bytes>") => new(origin, ByteSource.FromArray(bytes));
+
+    private (Dictionary<string, Entry>, IReadOnlyDictionary<string, string>, long) ParseHeader(ByteSource src)
+    {
+        long fileLen = src.Length;
+        if (fileLen == 0) throw Corrupt("file is empty");
+        if (fileLen < 8) throw Corrupt($"file is {fileLen} bytes, shorter than the 8-byte header length");
+        ulong headerLen = BinaryPrimitives.ReadUInt64LittleEndian(src.Slice(0, 8));
+        if (headerLen > MaxHeaderBytes) throw Corrupt($"header length {headerLen} exceeds the {MaxHeaderBytes}-byte limit");
+        if (headerLen > (ulong)(fileLen - 8)) throw Corrupt($"header length {headerLen} runs past the end of the file ({fileLen} bytes)");
+        if (headerLen < 2) throw Corrupt($"header length {headerLen} is too short for a JSON object");
+        long dataStart = 8 + (long)headerLen;
+        long dataLen = fileLen - dataStart;
+        byte[] header = src.Slice(8, (int)headerLen).ToArray();
+        if (header[0] != (byte)'{') throw Corrupt("header does not start with '{'");
+
+        var entries = new Dictionary<string, Entry>(StringComparer.Ordinal);
+        var meta = new Dictionary<string, string>(StringComparer.Ordinal);
+        bool sawMeta = false;
+        try
+        {
+            // Trailing spaces pad the header to 8 bytes; the JSON reader skips them as whitespace.
+            using var doc = JsonDocument.Parse(header, new JsonDocumentOptions { MaxDepth = 16 });
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw Corrupt("header is not a JSON object");
+            foreach (var prop in doc.RootElement.EnumerateObject())
+            {
+                string name = prop.Name;
+                if (name == "__metadata__")
+                {
+                    if (sawMeta) throw Corrupt("duplicate '__metadata__'");
+                    sawMeta = true;
+                    if (prop.Value.ValueKind != JsonValueKind.Object) throw Corrupt("'__metadata__' is not an object");
+                    foreach (var m in prop.Value.EnumerateObject())
+                    {
+                        if (m.Value.ValueKind != JsonValueKind.String) throw Corrupt($"'__metadata__' value for '{m.Name}' is not a string");
+                        if (!meta.TryAdd(m.Name, m.Value.GetString()!)) throw Corrupt($"duplicate '__metadata__' key '{m.Name}'");
+                    }
+                    continue;
+                }
+                CheckName(name);
+                var e = ParseEntry(name, prop.Value, dataLen);
+                if (!entries.TryAdd(name, e)) throw Corrupt("duplicate tensor name", name);
+            }
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException or FormatException)
+        {
+            // JsonException: malformed JSON or invalid UTF-8; InvalidOperationException: an escaped lone surrogate.
+            throw Corrupt($"header is not valid JSON: {e.Message}");
+        }
+
+        // The data section must be tiled exactly: sorted by offsets, each tensor starts where the previous ended.
+        long pos = 0;
+        string? prev = null;
+        foreach (var (name, e) in entries.OrderBy(kv => kv.Value.Begin).ThenBy(kv => kv.Value.End))
+        {
+            if (e.Begin < pos) throw Corrupt($"data_offsets [{e.Begin}, {e.End}] overlap tensor '{prev}' (which ends at {pos})", name);
+            if (e.Begin > pos) throw Corrupt($"data bytes [{pos}, {e.Begin}) before this tensor belong to no tensor (the format forbids holes)", name);
+            pos = e.End;
+            prev = name;
+        }
+        if (pos != dataLen) throw Corrupt($"data section is {dataLen} bytes but the tensors cover only {pos} (the format forbids unreferenced bytes)");
+        return (entries, meta, dataStart);
+    }
+
+    private void CheckName(string name)
+    {
+        if (name.Length == 0) throw Corrupt("a tensor has an empty name");
+        foreach (char c in name)
+            if (char.IsControl(c)) throw Corrupt($"tensor name '{Escape(name)}' contains control character U+{(int)c:X4}");
+    }
+
+    private static string Escape(string s) => string.Concat(s.Select(c => char.IsControl(c) ? $"\\u{(int)c:x4}" : c.ToString()));
 
     private Entry ParseEntry(string name, JsonElement e, long dataLen)
     {
-        if (e.ValueKind != JsonValueKind.Object) throw Corrupt($"entry is not an object", name);
-        if (!e.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String) throw Corrupt("missing dtype", name);
+        if (e.ValueKind != JsonValueKind.Object) throw Corrupt("entry is not an object", name);
+        if (!e.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String) throw Corrupt("missing or non-string 'dtype'", name);
         string dtype = dt.GetString()!;
-        int elemSize = ElementSize(dtype) ?? throw Corrupt($"unknown dtype '{dtype}'", name);
-        if (!e.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array) throw Corrupt("missing shape", name);
-        var shape = new List<int>();
+        int elemSize = DTypeCodec.ElementSize(dtype) ?? throw Corrupt($"unknown or unsupported dtype '{dtype}'", name);
+        if (!e.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array) throw Corrupt("missing or non-array 'shape'", name);
+        if (sh.GetArrayLength() > 16) throw Corrupt($"shape has {sh.GetArrayLength()} dimensions (at most 16 supported)", name);
+        var shape = new int[sh.GetArrayLength()];
         long numel = 1;
+        int k = 0;
         foreach (var d in sh.EnumerateArray())
         {
-            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long v) || v < 0 || v > int.MaxValue) throw Corrupt("shape has an invalid dimension", name);
-            shape.Add((int)v);
-            numel *= v;
-            if (numel > int.MaxValue) throw Corrupt("shape has too many elements", name);
+            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long v)) throw Corrupt($"shape dimension {k} ({d.GetRawText()}) is not an integer", name);
+            if (v < 0) throw Corrupt($"shape dimension {k} is negative ({v})", name);
+            if (v > int.MaxValue) throw Corrupt($"shape dimension {k} ({v}) is too large", name);
+            shape[k++] = (int)v;
+            numel = numel == 0 || v == 0 ? 0 : (numel > int.MaxValue / v ? long.MaxValue : numel * v);
         }
+        if (numel > int.MaxValue) throw Corrupt($"shape {ShapeUtil.Format(shape)} has more than {int.MaxValue} elements", name);
         if (!e.TryGetProperty("data_offsets", out var offs) || offs.ValueKind != JsonValueKind.Array || offs.GetArrayLength() != 2)
-            throw Corrupt("missing data_offsets", name);
-        if (!offs[0].TryGetInt64(out long b) || !offs[1].TryGetInt64(out long en) || b < 0 || en < b)
-            throw Corrupt("data_offsets are invalid", name);
-        if (en > dataLen) throw Corrupt($"data_offsets [{b}, {en}] run past the end of the data ({dataLen} bytes)", name);
+            throw Corrupt("missing 'data_offsets' or it is not a pair", name);
+        if (offs[0].ValueKind != JsonValueKind.Number || offs[1].ValueKind != JsonValueKind.Number
+            || !offs[0].TryGetInt64(out long b) || !offs[1].TryGetInt64(out long en))
+            throw Corrupt($"data_offsets {offs.GetRawText()} are not integers", name);
+        if (b < 0 || en < b) throw Corrupt($"data_offsets [{b}, {en}] are not an increasing pair of non-negative offsets", name);
+        if (en > dataLen) throw Corrupt($"data_offsets [{b}, {en}] run past the end of the data section ({dataLen} bytes)", name);
         if (en - b != numel * elemSize)
-            throw Corrupt($"data_offsets span {en - b} bytes but shape {ShapeUtil.Format(shape.ToArray())} of {dtype} needs {numel * elemSize}", name);
-        return new Entry(dtype, shape.ToArray(), b, en);
+            throw Corrupt($"data_offsets span {en - b} bytes but shape {ShapeUtil.Format(shape)} of {dtype} needs {numel * elemSize}", name);
+        return new Entry(dtype, shape, b, en);
     }
 
-    internal static int? ElementSize(string dtype) => dtype switch
-    {
-        "F32" or "I32" or "U32" => 4,
-        "F16" or "BF16" or "I16" or "U16" => 2,
-        "F64" or "I64" or "U64" => 8,
-        "U8" or "I8" or "BOOL" => 1,
-        _ => null,
-    };
-
     private InvalidDataException Corrupt(string what, string? tensor = null) =>
-        new($"{Origin}: {(tensor is null ? "" : $"tensor '{tensor}': ")}{what}");
+        new($"{Origin}: {(tensor is null ? "" : $"tensor '{Escape(tensor)}': ")}{what}");
 
     public bool Contains(string name) => _entries.ContainsKey(name);
 
@@ -111,123 +170,41 @@ public sealed class SafeTensorsFile : IWeightSource
         _entries.TryGetValue(name, out var e) ? new TensorInfo(name, e.DType, (int[])e.Shape.Clone())
             : throw new KeyNotFoundException($"{Origin}: no tensor named '{name}'");
 
+    /// <summary>Reads one tensor into a new managed array (float32 for floating dtypes; see <see cref="DTypeCodec"/>).</summary>
     public Tensor Load(string name)
     {
         if (!_entries.TryGetValue(name, out var e)) throw new KeyNotFoundException($"{Origin}: no tensor named '{name}'");
-        var src = _bytes.AsSpan((int)(_dataStart + e.Begin), (int)(e.End - e.Begin));
         int n = ShapeUtil.Numel(e.Shape);
-        Tensor t;
-        switch (e.DType)
+        int elemSize = DTypeCodec.ElementSize(e.DType)!.Value;
+        var dst = DTypeCodec.Allocate(e.DType, n);
+        // Decode in chunks so a span never exceeds int range (an 8-byte dtype with 2^31 elements would).
+        const int chunk = 1 << 24;
+        lock (_lock)
         {
-            case "F32":
-                {
-                    var d = new float[n];
-                    for (int i = 0; i < n; i++) d[i] = BinaryPrimitives.ReadSingleLittleEndian(src[(4 * i)..]);
-                    t = Tensor.FromArray(d, e.Shape); break;
-                }
-            case "F64":
-                {
-                    var d = new float[n];
-                    for (int i = 0; i < n; i++) d[i] = (float)BinaryPrimitives.ReadDoubleLittleEndian(src[(8 * i)..]);
-                    t = Tensor.FromArray(d, e.Shape); break;
-                }
-            case "F16":
-                {
-                    var d = new float[n];
-                    for (int i = 0; i < n; i++) d[i] = (float)BitConverter.UInt16BitsToHalf(BinaryPrimitives.ReadUInt16LittleEndian(src[(2 * i)..]));
-                    t = Tensor.FromArray(d, e.Shape); break;
-                }
-            case "BF16":
-                {
-                    var d = new float[n];
-                    for (int i = 0; i < n; i++) d[i] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(src[(2 * i)..]) << 16);
-                    t = Tensor.FromArray(d, e.Shape); break;
-                }
-            case "I64":
-                {
-                    var d = new long[n];
-                    for (int i = 0; i < n; i++) d[i] = BinaryPrimitives.ReadInt64LittleEndian(src[(8 * i)..]);
-                    t = Tensor.FromArray(d, e.Shape); break;
-                }
-            case "I32":
-                {
-                    var d = new int[n];
-                    for (int i = 0; i < n; i++) d[i] = BinaryPrimitives.ReadInt32LittleEndian(src[(4 * i)..]);
-                    t = Tensor.FromArray(d, e.Shape); break;
-                }
-            case "U8":
-                t = Tensor.FromBytes(src.ToArray(), DType.UInt8, e.Shape); break;
-            case "BOOL":
-                t = Tensor.FromBytes(src.ToArray(), DType.Bool, e.Shape); break;
-            default:
-                throw Corrupt($"dtype {e.DType} cannot be loaded", name);
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            for (int i = 0; i < n; i += chunk)
+            {
+                int m = Math.Min(chunk, n - i);
+                var src = _source.Slice(_dataStart + e.Begin + (long)i * elemSize, m * elemSize);
+                string? err = DTypeCodec.Decode(e.DType, src, dst, i);
+                if (err != null) throw Corrupt(err, name);
+            }
         }
+        var t = DTypeCodec.Wrap(e.DType, dst, e.Shape);
         t.Name = name;
         return t;
     }
 
-    public Dictionary<string, Tensor> LoadAll() => _entries.Keys.ToDictionary(k => k, Load);
+    public Dictionary<string, Tensor> LoadAll() => Names.ToDictionary(k => k, Load);
 
-    public void Dispose() { }
-}
-
-public static class SafeTensors
-{
-    public static Dictionary<string, Tensor> Load(string path)
+    /// <summary>Releases the mapping. Tensors already loaded own their data and remain valid.</summary>
+    public void Dispose()
     {
-        using var f = SafeTensorsFile.Open(path);
-        return f.LoadAll();
-    }
-
-    /// <summary>Writes atomically: a temp file beside the target, then a rename.</summary>
-    public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
-    {
-        var list = tensors.ToList();
-        var header = new Dictionary<string, object>();
-        if (metadata is { Count: > 0 }) header["__metadata__"] = metadata;
-        long offset = 0;
-        foreach (var (name, t) in list)
+        lock (_lock)
         {
-            var (dtype, size) = t.DType switch
-            {
-                DType.Float32 => ("F32", 4), DType.Int64 => ("I64", 8), DType.Int32 => ("I32", 4),
-                DType.UInt8 => ("U8", 1), DType.Bool => ("BOOL", 1), _ => throw new ArgumentException($"cannot save {t.DType}"),
-            };
-            long len = (long)t.Numel * size;
-            header[name] = new { dtype, shape = t.ShapeArray(), data_offsets = new[] { offset, offset + len } };
-            offset += len;
-        }
-        var json = JsonSerializer.SerializeToUtf8Bytes(header);
-        int pad = (8 - json.Length % 8) % 8;
-        var tmp = path + ".tmp-" + Environment.ProcessId + "-" + Guid.NewGuid().ToString("N")[..8];
-        try
-        {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
-            {
-                Span<byte> len8 = stackalloc byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(len8, (ulong)(json.Length + pad));
-                fs.Write(len8);
-                fs.Write(json);
-                for (int i = 0; i < pad; i++) fs.WriteByte((byte)' ');
-                foreach (var (_, t0) in list)
-                {
-                    var t = t0.Contiguous();
-                    switch (t.DType)
-                    {
-                        case DType.Float32: fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(t.Span)); break;
-                        case DType.Int64: fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(t.SpanI64)); break;
-                        case DType.Int32: fs.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(t.SpanI32)); break;
-                        default: fs.Write(t.SpanU8); break;
-                    }
-                }
-                fs.Flush(true);
-            }
-            File.Move(tmp, path, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch (IOException) { }
-            throw;
+            if (_disposed) return;
+            _disposed = true;
+            _source.Dispose();
         }
     }
 }

@@ -13,24 +13,47 @@ public enum GemmBackend
 /// <summary>
 /// Row-major single-precision GEMM: C = alpha · op(A) · op(B) + beta · C, with op(X) = X or Xᵀ.
 /// A is M×K after op (lda = row stride of A as stored), B is K×N after op, C is M×N.
-/// Backend selection: <c>VLM_GEMM=managed|openblas|naive</c> forces one; otherwise OpenBLAS when it loads.
+/// Backend selection: <c>VLM_GEMM=managed|openblas|naive</c> forces one; otherwise OpenBLAS when it loads
+/// (see <see cref="Resolve"/> for why, and for the calls that still go to the managed kernel).
 /// </summary>
 public static class Gemm
 {
     private static GemmBackend _backend = FromEnvironment();
+    private static readonly AsyncLocal<GemmBackend?> _scoped = new();
 
+    /// <summary>The process-wide backend (VLM_GEMM at start-up). <see cref="Use"/> overrides it for one flow.</summary>
     public static GemmBackend Backend
     {
         get => _backend;
         set => _backend = value;
     }
 
-    /// <summary>The backend calls actually use after resolving Auto.</summary>
-    public static GemmBackend Effective => _backend switch
+    /// <summary>The backend calls actually use after resolving Auto (and any <see cref="Use"/> scope).</summary>
+    public static GemmBackend Effective => Resolve(_scoped.Value ?? _backend);
+
+    /// <summary>Auto → OpenBLAS when libopenblas loads, else Managed. Measured on the project machine
+    /// (docs/performance.md): OpenBLAS is at least as fast as the managed kernel on the large 2-thread products,
+    /// so it is the default; the managed kernel serves every <c>parallel: false</c> call either way.</summary>
+    public static GemmBackend Resolve(GemmBackend b) => b switch
     {
-        GemmBackend.Auto => GemmBackend.Managed,
-        var b => b,
+        GemmBackend.Auto => OpenBlas.IsAvailable ? GemmBackend.OpenBlas : GemmBackend.Managed,
+        _ => b,
     };
+
+    /// <summary>Routes GEMM calls made by this thread and the tasks it starts (AsyncLocal, so Parallel.For
+    /// workers inherit it) to <paramref name="backend"/> until disposed. Other threads are unaffected, so tests
+    /// can compare backends without mutating global state.</summary>
+    public static IDisposable Use(GemmBackend backend)
+    {
+        var previous = _scoped.Value;
+        _scoped.Value = backend;
+        return new Restore(previous);
+    }
+
+    private sealed class Restore(GemmBackend? previous) : IDisposable
+    {
+        public void Dispose() => _scoped.Value = previous;
+    }
 
     private static GemmBackend FromEnvironment()
     {
@@ -50,11 +73,29 @@ public static class Gemm
     public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc,
         bool parallel = true)
+        => Sgemm(Effective, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel);
+
+    /// <summary>As above with an explicit backend (benchmarks and tests).
+    /// OpenBLAS's thread pool is process-global and cannot be limited per call, so with
+    /// <paramref name="parallel"/> false the OpenBlas backend runs the managed single-threaded kernel: those calls
+    /// come from inside the caller's own Parallel.For (attention heads) where nested BLAS threads would
+    /// oversubscribe the cores.</summary>
+    public static void Sgemm(GemmBackend backend, bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc,
+        bool parallel = true)
     {
         Check(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
         if (m == 0 || n == 0) return;
-        switch (Effective)
+        switch (Resolve(backend))
         {
+            case GemmBackend.OpenBlas when parallel:
+                OpenBlas.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                break;
+            case GemmBackend.OpenBlas:
+            case GemmBackend.Managed:
+                GemmManaged.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                    parallel ? Environment.ProcessorCount : 1);
+                break;
             default:
                 SgemmNaive(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
                 break;

@@ -1,0 +1,208 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Vlm.Core;
+using Vlm.Core.Kernels;
+
+namespace Vlm.Cli;
+
+/// <summary>One measured figure. Field names match benchmarks/torch_bench.py so the two outputs can be joined on
+/// (name, shape). PeakMb is the process's peak resident set (VmHWM) after the case ran: monotonic over a run,
+/// so run a case alone (<c>--filter</c>) for its own peak.</summary>
+public sealed record BenchResult(string Name, string Backend, string Shape, int Threads, double Gflops, double Ms, double PeakMb);
+
+public sealed record BenchOptions(int Reps, int Threads);
+
+/// <summary>A named benchmark producing one or more results (e.g. one per backend).</summary>
+public sealed record BenchCase(string Name, string Description, Func<BenchOptions, IEnumerable<BenchResult>> Run);
+
+/// <summary>
+/// `vlm bench`: engine benchmarks, one JSON object per line with <c>--json</c>.
+/// The list is a registry: model benchmarks (vit_b16_forward_b1/b8, train_step_6l_b8,
+/// bridgetower_base_forward_b1/b8 — names already used by benchmarks/torch_bench.py) are added with
+/// <see cref="Register"/> once the models exist; nothing is printed for figures that do not exist yet.
+/// </summary>
+public static class Bench
+{
+    private static readonly List<BenchCase> _cases = [.. GemmCases(), AttentionCase()];
+
+    public static IReadOnlyList<BenchCase> Cases => _cases;
+
+    public static void Register(BenchCase c)
+    {
+        if (_cases.Any(x => x.Name == c.Name)) throw new ArgumentException($"benchmark '{c.Name}' is already registered");
+        _cases.Add(c);
+    }
+
+    public static Command Build()
+    {
+        var json = new Option<bool>("--json") { Description = "One JSON object per line: name, backend, shape, threads, gflops, ms, peak_mb" };
+        var filter = new Option<string?>("--filter") { Description = "Run only benchmarks whose name (or name/shape) contains this substring" };
+        var reps = new Option<int>("--reps") { Description = "Timed repetitions per case (median reported, after 2 warm-up runs)", DefaultValueFactory = _ => 7 };
+        var threads = new Option<int>("--threads") { Description = "Threads for the kernels (default: all cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var list = new Option<bool>("--list") { Description = "List the registered benchmarks and exit" };
+        var cmd = new Command("bench", "Benchmark the engine's kernels (GEMM managed vs OpenBLAS, attention)")
+        {
+            json, filter, reps, threads, list,
+        };
+        cmd.SetAction(pr =>
+        {
+            if (pr.GetValue(list))
+            {
+                foreach (var c in _cases) Console.WriteLine($"{c.Name,-28} {c.Description}");
+                return 0;
+            }
+            int r = pr.GetValue(reps), t = pr.GetValue(threads);
+            if (r < 1) { Console.Error.WriteLine("--reps must be ≥ 1"); return 2; }
+            if (t < 1) { Console.Error.WriteLine("--threads must be ≥ 1"); return 2; }
+            string? f = pr.GetValue(filter);
+            bool asJson = pr.GetValue(json);
+            var selected = _cases.Where(c => f is null || c.Name.Contains(f, StringComparison.OrdinalIgnoreCase)).ToList();
+            if (selected.Count == 0)
+            {
+                Console.Error.WriteLine($"no benchmark matches '{f}'; registered: {string.Join(", ", _cases.Select(c => c.Name).Distinct())}");
+                return 2;
+            }
+            if (!asJson)
+                Console.WriteLine($"{"name",-30} {"backend",-9} {"shape",-22} {"thr",3} {"GFLOP/s",9} {"ms",10} {"peak MB",9}");
+            var opts = new BenchOptions(r, t);
+            foreach (var c in selected)
+            {
+                foreach (var res in c.Run(opts))
+                    Console.WriteLine(asJson ? ToJson(res) : ToRow(res));
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    public static string ToJson(BenchResult r)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms))
+        {
+            w.WriteStartObject();
+            w.WriteString("name", r.Name);
+            w.WriteString("backend", r.Backend);
+            w.WriteString("shape", r.Shape);
+            w.WriteNumber("threads", r.Threads);
+            w.WriteNumber("gflops", Math.Round(r.Gflops, 2));
+            w.WriteNumber("ms", Math.Round(r.Ms, 3));
+            w.WriteNumber("peak_mb", Math.Round(r.PeakMb, 1));
+            w.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(ms.ToArray());
+    }
+
+    private static string ToRow(BenchResult r) => string.Create(CultureInfo.InvariantCulture,
+        $"{r.Name,-30} {r.Backend,-9} {r.Shape,-22} {r.Threads,3} {r.Gflops,9:F1} {r.Ms,10:F3} {r.PeakMb,9:F1}");
+
+    /// <summary>Median wall time in ms of <paramref name="reps"/> runs after two warm-up runs.</summary>
+    public static double MedianMs(Action run, int reps)
+    {
+        run(); run();
+        var times = new double[reps];
+        for (int i = 0; i < reps; i++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            run();
+            times[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+        }
+        Array.Sort(times);
+        return reps % 2 == 1 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
+    }
+
+    public static double PeakMb()
+    {
+        using var p = Process.GetCurrentProcess();
+        return p.PeakWorkingSet64 / (1024.0 * 1024.0);
+    }
+
+    // ---------------------------------------------------------------- GEMM
+
+    /// <summary>(M, K, N): ViT-B/16 at 224 px has 197 tokens; 1576 = 8 × 197 (batch 8) for the QKV/out projection
+    /// (768→768) and the MLP (768→3072, 3072→768); 50×768×768 is a text-side projection at batch 1.</summary>
+    private static readonly (int m, int k, int n)[] GemmShapes = [(1576, 768, 768), (1576, 768, 3072), (1576, 3072, 768), (50, 768, 768)];
+
+    private static IEnumerable<BenchCase> GemmCases()
+    {
+        yield return new BenchCase("gemm", "C = A·B, row-major, managed vs OpenBLAS; shape is MxKxN", o => GemmAll(o));
+    }
+
+    private static IEnumerable<BenchResult> GemmAll(BenchOptions o)
+    {
+        foreach (var (m, k, n) in GemmShapes)
+        {
+            var rng = new Rng(0);
+            var a = Tensor.Randn([m, k], rng).ToArray();
+            var b = Tensor.Randn([k, n], rng).ToArray();
+            var c = new float[m * n];
+            string shape = $"{m}x{k}x{n}";
+            double flop = 2.0 * m * n * k;
+            double managed = MedianMs(() => GemmManaged.Sgemm(false, false, m, n, k, 1f, a, k, b, n, 0f, c, n, o.Threads), o.Reps);
+            yield return new BenchResult("gemm", "managed", shape, o.Threads, flop / managed / 1e6, managed, PeakMb());
+            if (OpenBlas.IsAvailable)
+            {
+                OpenBlas.SetThreads(o.Threads);
+                double blas = MedianMs(() => OpenBlas.Sgemm(false, false, m, n, k, 1f, a, k, b, n, 0f, c, n), o.Reps);
+                yield return new BenchResult("gemm", "openblas", shape, o.Threads, flop / blas / 1e6, blas, PeakMb());
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- attention
+
+    /// <summary>softmax(Q·Kᵀ/√d)·V for batch 8, 12 heads, 197 tokens, head dim 64 (ViT-B/16 at 224 px).
+    /// Composed here from GEMM calls and an inline softmax (no fused attention op exists in Vlm.Core yet), on
+    /// preallocated buffers. "managed": heads run in parallel, each with single-threaded managed GEMMs (what
+    /// Tensor.MatMul does for batched small products). "openblas": heads one after another, each product split by
+    /// OpenBLAS over its threads. GFLOP/s counts the two products only.</summary>
+    private static BenchCase AttentionCase() => new("attention",
+        "softmax(QKᵀ/√d)·V, B8 H12 T197 D64: heads in parallel (managed) vs BLAS-threaded products (openblas)",
+        o => AttentionAll(o));
+
+    private static IEnumerable<BenchResult> AttentionAll(BenchOptions o)
+    {
+        const int B = 8, H = 12, T = 197, D = 64;
+        int heads = B * H;
+        var rng = new Rng(0);
+        var q = Tensor.Randn([heads, T, D], rng).ToArray();
+        var kk = Tensor.Randn([heads, T, D], rng).ToArray();
+        var v = Tensor.Randn([heads, T, D], rng).ToArray();
+        var s = new float[heads * T * T];
+        var y = new float[heads * T * D];
+        float scale = 1f / MathF.Sqrt(D);
+        double flop = heads * 2.0 * (2.0 * T * T * D);
+        string shape = $"B{B} H{H} T{T} D{D}";
+
+        void Head(int h, GemmBackend be, bool parallel)
+        {
+            var sh = s.AsSpan(h * T * T, T * T);
+            Gemm.Sgemm(be, false, true, T, T, D, scale, q.AsSpan(h * T * D, T * D), D, kk.AsSpan(h * T * D, T * D), D, 0f, sh, T, parallel);
+            for (int i = 0; i < T; i++) SoftmaxRow(sh.Slice(i * T, T));
+            Gemm.Sgemm(be, false, false, T, D, T, 1f, sh, T, v.AsSpan(h * T * D, T * D), D, 0f, y.AsSpan(h * T * D, T * D), D, parallel);
+        }
+
+        var po = new ParallelOptions { MaxDegreeOfParallelism = o.Threads };
+        double managed = MedianMs(() => Parallel.For(0, heads, po, h => Head(h, GemmBackend.Managed, false)), o.Reps);
+        yield return new BenchResult("attention", "managed", shape, o.Threads, flop / managed / 1e6, managed, PeakMb());
+        if (OpenBlas.IsAvailable)
+        {
+            OpenBlas.SetThreads(o.Threads);
+            double blas = MedianMs(() => { for (int h = 0; h < heads; h++) Head(h, GemmBackend.OpenBlas, true); }, o.Reps);
+            yield return new BenchResult("attention", "openblas", shape, o.Threads, flop / blas / 1e6, blas, PeakMb());
+        }
+    }
+
+    /// <summary>Numerically stable softmax in place (max-subtracted), as torch.softmax.</summary>
+    private static void SoftmaxRow(Span<float> x)
+    {
+        float max = System.Numerics.Tensors.TensorPrimitives.Max(x);
+        System.Numerics.Tensors.TensorPrimitives.Subtract(x, max, x);
+        FastMath.Exp(x, x);
+        float sum = System.Numerics.Tensors.TensorPrimitives.Sum(x);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(x, 1f / sum, x);
+    }
+}

@@ -1,0 +1,532 @@
+using System.Buffers;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+[assembly: InternalsVisibleTo("Vlm.Core.Tests")]
+
+namespace Vlm.Core.Kernels;
+
+/// <summary>
+/// Managed single-precision GEMM in the BLIS shape (Van Zee &amp; van de Geijn, "BLIS: A Framework for Rapidly
+/// Instantiating BLAS Functionality", 2015), adapted to what measured fastest on AVX2 + FMA with .NET:
+/// <list type="bullet">
+/// <item>B is packed per thread into KC-deep × 16-wide panels (p-major inside a panel, 16 floats per k step), so the
+///   micro-kernel streams it with two aligned-stride loads per k step.</item>
+/// <item>A is NOT packed: the micro-kernel reads 6 rows of A in place through 6 row pointers and broadcasts one
+///   element per row per k step. Packing A cost more than it saved on this machine.</item>
+/// <item>The 6×16 micro-kernel keeps 12 Vector256 accumulators (6 rows × 2 halves) in registers; with the two B
+///   vectors and one broadcast that is 15 of the 16 ymm registers.</item>
+/// <item>The 6 C rows of the tile are prefetched before each micro-kernel runs its k loop, so the epilogue's
+///   read-modify-write of C does not stall.</item>
+/// </list>
+/// Threads own disjoint slices of C (columns, or rows when N is narrow) with their own packing buffers: no barriers.
+/// Op(A) = Aᵀ is handled by transposing A once into a pooled row-major buffer (O(M·K), shared read-only).
+/// </summary>
+public static unsafe class GemmManaged
+{
+    private const int MR = 6, NR = 16, NRW = 32;
+
+    /// <summary>VLM_GEMM_AVX512=0 keeps the AVX2 6×16 kernel on AVX-512 machines (for comparisons).</summary>
+    private static readonly bool WideEnabled = Environment.GetEnvironmentVariable("VLM_GEMM_AVX512") != "0";
+    /// <summary>k-block depth: a 256×16 B micro-panel (16 KiB) plus 6 A row segments (6 KiB) stay in L1.</summary>
+    private const int KC = 256;
+    /// <summary>Row block: an MC×KC slab of A (~120 KiB) is reused from L2 across the column panels.</summary>
+    private const int MC = 72;
+    /// <summary>Column block: the packed KC×NC B block (512 KiB) lives in L2/L3 and is reused across all row blocks.</summary>
+    private const int NC = 512;
+
+    public static bool IsAccelerated => Fma.IsSupported && Avx.IsSupported;
+
+    /// <summary>C = alpha·op(A)·op(B) + beta·C (row-major). <paramref name="maxThreads"/> ≤ 1 keeps the call on the
+    /// calling thread. Arguments are assumed validated by <see cref="Gemm.Check"/>.</summary>
+    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc,
+        int maxThreads) => Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, maxThreads, Avx512F.IsSupported);
+
+    /// <param name="wide">use the AVX-512 6×32 micro-kernel (tests force both paths; ignored without AVX-512).</param>
+    internal static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc,
+        int maxThreads, bool wide)
+    {
+        wide &= Avx512F.IsSupported && WideEnabled;
+        if (m == 0 || n == 0) return;
+        if (k == 0 || alpha == 0)
+        {
+            ScaleC(m, n, beta, c, ldc);
+            return;
+        }
+        float[]? aT = null;
+        try
+        {
+            if (transA)
+            {
+                // op(A) = Aᵀ: A is stored K×M. Transpose once to M×K so the kernel can read rows in place.
+                aT = ArrayPool<float>.Shared.Rent(m * k);
+                TransposeInto(a, lda, k, m, aT);
+                a = aT.AsSpan(0, m * k);
+                lda = k;
+            }
+            fixed (float* pa = a)
+            fixed (float* pb = b)
+            fixed (float* pc = c)
+            {
+                Run(transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, maxThreads, wide);
+            }
+        }
+        finally
+        {
+            if (aT is not null) ArrayPool<float>.Shared.Return(aT);
+        }
+    }
+
+    private static void Run(bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb,
+        float beta, float* c, int ldc, int maxThreads, bool wide)
+    {
+        long flops = 2L * m * n * k;
+        // Below ~4 MFLOP the fork/join of Parallel.For costs more than the second core saves.
+        int threads = maxThreads <= 1 || flops < (1L << 22) ? 1 : Math.Min(maxThreads, Environment.ProcessorCount);
+        if (threads <= 1)
+        {
+            Block(transB, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, wide);
+            return;
+        }
+        // Split columns in whole 16-wide panels when there are enough of them; else rows in whole 6-row tiles.
+        int nrW = wide ? NRW : NR;
+        int panels = (n + nrW - 1) / nrW, tiles = (m + MR - 1) / MR;
+        bool byCols = panels >= 4 * threads || panels >= tiles;
+        int units = byCols ? panels : tiles;
+        threads = Math.Min(threads, units);
+        if (threads <= 1)
+        {
+            Block(transB, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, wide);
+            return;
+        }
+        nint ap = (nint)a, bp = (nint)b, cp = (nint)c;
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+        {
+            int u0 = (int)((long)units * t / threads), u1 = (int)((long)units * (t + 1) / threads);
+            if (byCols)
+                Block(transB, 0, m, u0 * nrW, Math.Min(n, u1 * nrW), k, alpha, (float*)ap, lda, (float*)bp, ldb, beta, (float*)cp, ldc, wide);
+            else
+                Block(transB, u0 * MR, Math.Min(m, u1 * MR), 0, n, k, alpha, (float*)ap, lda, (float*)bp, ldb, beta, (float*)cp, ldc, wide);
+        });
+    }
+
+    /// <summary>One thread's share: C[m0..m1, n0..n1], with its own pooled B packing buffer.</summary>
+    private static void Block(bool transB, int m0, int m1, int n0, int n1, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool wide)
+    {
+        if (!IsAccelerated)
+        {
+            Portable(transB, m0, m1, n0, n1, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        int nrW = wide ? NRW : NR;
+        int ncMax = Math.Min(NC, RoundUp(n1 - n0, nrW)), kcMax = Math.Min(KC, k);
+        // +16 floats so the buffer can be aligned to 64 bytes by hand (pooled arrays are only 8/16-byte aligned).
+        float[] buf = ArrayPool<float>.Shared.Rent(kcMax * ncMax + 16);
+        try
+        {
+            fixed (float* raw = buf)
+            {
+                float* packed = (float*)(((nint)raw + 63) & ~(nint)63);
+                for (int jc = n0; jc < n1; jc += NC)
+                {
+                    int nc = Math.Min(NC, n1 - jc);
+                    for (int pc = 0; pc < k; pc += KC)
+                    {
+                        int kc = Math.Min(KC, k - pc);
+                        PackB(transB, b, ldb, pc, kc, jc, nc, packed, nrW);
+                        // The first k block applies beta to C's old contents; later blocks accumulate.
+                        float betaBlock = pc == 0 ? beta : 1f;
+                        for (int ic = m0; ic < m1; ic += MC)
+                        {
+                            int mc = Math.Min(MC, m1 - ic);
+                            for (int jr = 0; jr < nc; jr += nrW)
+                            {
+                                int nr = Math.Min(nrW, nc - jr);
+                                float* bPanel = packed + jr * kc;
+                                for (int ir = 0; ir < mc; ir += MR)
+                                {
+                                    int mr = Math.Min(MR, mc - ir);
+                                    int row = ic + ir;
+                                    float* aTile = a + (nint)row * lda + pc;
+                                    float* cTile = c + (nint)row * ldc + jc + jr;
+                                    if (wide)
+                                    {
+                                        if (mr == MR && nr == NRW) Kernel6x32(kc, aTile, lda, bPanel, cTile, ldc, alpha, betaBlock);
+                                        else KernelEdge32(kc, aTile, lda, mr, nr, bPanel, cTile, ldc, alpha, betaBlock);
+                                    }
+                                    else if (mr == MR && nr == NR)
+                                    {
+                                        Kernel6x16(kc, aTile, lda, bPanel, cTile, ldc, alpha, betaBlock);
+                                    }
+                                    else
+                                    {
+                                        KernelEdge(kc, aTile, lda, mr, nr, bPanel, cTile, ldc, alpha, betaBlock);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(buf);
+        }
+    }
+
+    private static int RoundUp(int x, int r) => (x + r - 1) / r * r;
+
+    /// <summary>Packs op(B)[pc..pc+kc, jc..jc+nc] into ⌈nc/16⌉ panels, each kc×16 with element (p, j) at p·16 + j.
+    /// Columns past nc are zero so edge panels run the same kernel.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackB(bool transB, float* b, int ldb, int pc, int kc, int jc, int nc, float* dst, int width)
+    {
+        for (int jr = 0; jr < nc; jr += width)
+        {
+            int nr = Math.Min(width, nc - jr);
+            float* panel = dst + jr * kc;
+            if (!transB)
+            {
+                float* src = b + (nint)pc * ldb + jc + jr;
+                if (nr == width)
+                {
+                    for (int p = 0; p < kc; p++, src += ldb)
+                        for (int j = 0; j < width; j += 8)
+                            Vector256.Store(Vector256.Load(src + j), panel + p * width + j);
+                }
+                else
+                {
+                    for (int p = 0; p < kc; p++, src += ldb)
+                    {
+                        float* d = panel + p * width;
+                        int j = 0;
+                        for (; j < nr; j++) d[j] = src[j];
+                        for (; j < width; j++) d[j] = 0f;
+                    }
+                }
+            }
+            else
+            {
+                // op(B) = Bᵀ: B stored N×K, element (p, j) at b[j·ldb + p]. Walk each stored row contiguously.
+                for (int j = 0; j < width; j++)
+                {
+                    if (j < nr)
+                    {
+                        float* src = b + (nint)(jc + jr + j) * ldb + pc;
+                        for (int p = 0; p < kc; p++) panel[p * width + j] = src[p];
+                    }
+                    else
+                    {
+                        for (int p = 0; p < kc; p++) panel[p * width + j] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>The 6×16 micro-kernel: C[6×16] = alpha·A[6×kc]·Bpanel[kc×16] + beta·C (beta == 0: C's old contents,
+    /// NaN included, are not read).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel6x16(int kc, float* a, int lda, float* b, float* c, int ldc, float alpha, float beta)
+    {
+        float* a0 = a, a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda;
+        float* c0 = c, c1 = c + ldc, c2 = c1 + ldc, c3 = c2 + ldc, c4 = c3 + ldc, c5 = c4 + ldc;
+        // A 16-float row segment can straddle two cache lines: touch both ends.
+        Sse.Prefetch0(c0); Sse.Prefetch0(c0 + 15);
+        Sse.Prefetch0(c1); Sse.Prefetch0(c1 + 15);
+        Sse.Prefetch0(c2); Sse.Prefetch0(c2 + 15);
+        Sse.Prefetch0(c3); Sse.Prefetch0(c3 + 15);
+        Sse.Prefetch0(c4); Sse.Prefetch0(c4 + 15);
+        Sse.Prefetch0(c5); Sse.Prefetch0(c5 + 15);
+
+        Vector256<float> x00 = default, x01 = default, x10 = default, x11 = default, x20 = default, x21 = default;
+        Vector256<float> x30 = default, x31 = default, x40 = default, x41 = default, x50 = default, x51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector256.Load(b);
+            var b1 = Vector256.Load(b + 8);
+            b += NR;
+            var v = Vector256.Create(a0[p]);
+            x00 = Fma.MultiplyAdd(v, b0, x00); x01 = Fma.MultiplyAdd(v, b1, x01);
+            v = Vector256.Create(a1[p]);
+            x10 = Fma.MultiplyAdd(v, b0, x10); x11 = Fma.MultiplyAdd(v, b1, x11);
+            v = Vector256.Create(a2[p]);
+            x20 = Fma.MultiplyAdd(v, b0, x20); x21 = Fma.MultiplyAdd(v, b1, x21);
+            v = Vector256.Create(a3[p]);
+            x30 = Fma.MultiplyAdd(v, b0, x30); x31 = Fma.MultiplyAdd(v, b1, x31);
+            v = Vector256.Create(a4[p]);
+            x40 = Fma.MultiplyAdd(v, b0, x40); x41 = Fma.MultiplyAdd(v, b1, x41);
+            v = Vector256.Create(a5[p]);
+            x50 = Fma.MultiplyAdd(v, b0, x50); x51 = Fma.MultiplyAdd(v, b1, x51);
+        }
+        var va = Vector256.Create(alpha);
+        if (beta == 0f)
+        {
+            Vector256.Store(x00 * va, c0); Vector256.Store(x01 * va, c0 + 8);
+            Vector256.Store(x10 * va, c1); Vector256.Store(x11 * va, c1 + 8);
+            Vector256.Store(x20 * va, c2); Vector256.Store(x21 * va, c2 + 8);
+            Vector256.Store(x30 * va, c3); Vector256.Store(x31 * va, c3 + 8);
+            Vector256.Store(x40 * va, c4); Vector256.Store(x41 * va, c4 + 8);
+            Vector256.Store(x50 * va, c5); Vector256.Store(x51 * va, c5 + 8);
+        }
+        else if (beta == 1f)
+        {
+            Vector256.Store(Fma.MultiplyAdd(x00, va, Vector256.Load(c0)), c0); Vector256.Store(Fma.MultiplyAdd(x01, va, Vector256.Load(c0 + 8)), c0 + 8);
+            Vector256.Store(Fma.MultiplyAdd(x10, va, Vector256.Load(c1)), c1); Vector256.Store(Fma.MultiplyAdd(x11, va, Vector256.Load(c1 + 8)), c1 + 8);
+            Vector256.Store(Fma.MultiplyAdd(x20, va, Vector256.Load(c2)), c2); Vector256.Store(Fma.MultiplyAdd(x21, va, Vector256.Load(c2 + 8)), c2 + 8);
+            Vector256.Store(Fma.MultiplyAdd(x30, va, Vector256.Load(c3)), c3); Vector256.Store(Fma.MultiplyAdd(x31, va, Vector256.Load(c3 + 8)), c3 + 8);
+            Vector256.Store(Fma.MultiplyAdd(x40, va, Vector256.Load(c4)), c4); Vector256.Store(Fma.MultiplyAdd(x41, va, Vector256.Load(c4 + 8)), c4 + 8);
+            Vector256.Store(Fma.MultiplyAdd(x50, va, Vector256.Load(c5)), c5); Vector256.Store(Fma.MultiplyAdd(x51, va, Vector256.Load(c5 + 8)), c5 + 8);
+        }
+        else
+        {
+            var vb = Vector256.Create(beta);
+            Vector256.Store(Fma.MultiplyAdd(x00, va, Vector256.Load(c0) * vb), c0); Vector256.Store(Fma.MultiplyAdd(x01, va, Vector256.Load(c0 + 8) * vb), c0 + 8);
+            Vector256.Store(Fma.MultiplyAdd(x10, va, Vector256.Load(c1) * vb), c1); Vector256.Store(Fma.MultiplyAdd(x11, va, Vector256.Load(c1 + 8) * vb), c1 + 8);
+            Vector256.Store(Fma.MultiplyAdd(x20, va, Vector256.Load(c2) * vb), c2); Vector256.Store(Fma.MultiplyAdd(x21, va, Vector256.Load(c2 + 8) * vb), c2 + 8);
+            Vector256.Store(Fma.MultiplyAdd(x30, va, Vector256.Load(c3) * vb), c3); Vector256.Store(Fma.MultiplyAdd(x31, va, Vector256.Load(c3 + 8) * vb), c3 + 8);
+            Vector256.Store(Fma.MultiplyAdd(x40, va, Vector256.Load(c4) * vb), c4); Vector256.Store(Fma.MultiplyAdd(x41, va, Vector256.Load(c4 + 8) * vb), c4 + 8);
+            Vector256.Store(Fma.MultiplyAdd(x50, va, Vector256.Load(c5) * vb), c5); Vector256.Store(Fma.MultiplyAdd(x51, va, Vector256.Load(c5 + 8) * vb), c5 + 8);
+        }
+    }
+
+    /// <summary>Edge tile (mr &lt; 6 rows and/or nr &lt; 16 columns): same k loop over valid rows, results
+    /// written element by element to the valid part of C only. Missing A rows alias row 0 (never out of bounds)
+    /// and their results are discarded.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KernelEdge(int kc, float* a, int lda, int mr, int nr, float* b, float* c, int ldc, float alpha, float beta)
+    {
+        float* tile = stackalloc float[MR * NR];
+        float* a0 = a;
+        float* a1 = mr > 1 ? a + lda : a;
+        float* a2 = mr > 2 ? a + 2 * (nint)lda : a;
+        float* a3 = mr > 3 ? a + 3 * (nint)lda : a;
+        float* a4 = mr > 4 ? a + 4 * (nint)lda : a;
+        float* a5 = mr > 5 ? a + 5 * (nint)lda : a;
+        Vector256<float> x00 = default, x01 = default, x10 = default, x11 = default, x20 = default, x21 = default;
+        Vector256<float> x30 = default, x31 = default, x40 = default, x41 = default, x50 = default, x51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector256.Load(b);
+            var b1 = Vector256.Load(b + 8);
+            b += NR;
+            var v = Vector256.Create(a0[p]);
+            x00 = Fma.MultiplyAdd(v, b0, x00); x01 = Fma.MultiplyAdd(v, b1, x01);
+            v = Vector256.Create(a1[p]);
+            x10 = Fma.MultiplyAdd(v, b0, x10); x11 = Fma.MultiplyAdd(v, b1, x11);
+            v = Vector256.Create(a2[p]);
+            x20 = Fma.MultiplyAdd(v, b0, x20); x21 = Fma.MultiplyAdd(v, b1, x21);
+            v = Vector256.Create(a3[p]);
+            x30 = Fma.MultiplyAdd(v, b0, x30); x31 = Fma.MultiplyAdd(v, b1, x31);
+            v = Vector256.Create(a4[p]);
+            x40 = Fma.MultiplyAdd(v, b0, x40); x41 = Fma.MultiplyAdd(v, b1, x41);
+            v = Vector256.Create(a5[p]);
+            x50 = Fma.MultiplyAdd(v, b0, x50); x51 = Fma.MultiplyAdd(v, b1, x51);
+        }
+        Vector256.Store(x00, tile); Vector256.Store(x01, tile + 8);
+        Vector256.Store(x10, tile + 16); Vector256.Store(x11, tile + 24);
+        Vector256.Store(x20, tile + 32); Vector256.Store(x21, tile + 40);
+        Vector256.Store(x30, tile + 48); Vector256.Store(x31, tile + 56);
+        Vector256.Store(x40, tile + 64); Vector256.Store(x41, tile + 72);
+        Vector256.Store(x50, tile + 80); Vector256.Store(x51, tile + 88);
+        for (int i = 0; i < mr; i++)
+        {
+            float* ci = c + (nint)i * ldc;
+            float* ti = tile + i * NR;
+            if (beta == 0f)
+                for (int j = 0; j < nr; j++) ci[j] = alpha * ti[j];
+            else
+                for (int j = 0; j < nr; j++) ci[j] = alpha * ti[j] + beta * ci[j];
+        }
+    }
+
+    /// <summary>AVX-512 variant of the micro-kernel: 6×32 with 12 Vector512 accumulators. Each k step does the same
+    /// 8 loads/broadcasts as the 6×16 kernel for twice the flops; on Zen 4 (512-bit ops split over the two 256-bit
+    /// FMA pipes) that relieves the load ports at the same FMA throughput.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel6x32(int kc, float* a, int lda, float* b, float* c, int ldc, float alpha, float beta)
+    {
+        float* a0 = a, a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda;
+        float* c0 = c, c1 = c + ldc, c2 = c1 + ldc, c3 = c2 + ldc, c4 = c3 + ldc, c5 = c4 + ldc;
+        // 32 floats span two or three cache lines.
+        Sse.Prefetch0(c0); Sse.Prefetch0(c0 + 16); Sse.Prefetch0(c0 + 31);
+        Sse.Prefetch0(c1); Sse.Prefetch0(c1 + 16); Sse.Prefetch0(c1 + 31);
+        Sse.Prefetch0(c2); Sse.Prefetch0(c2 + 16); Sse.Prefetch0(c2 + 31);
+        Sse.Prefetch0(c3); Sse.Prefetch0(c3 + 16); Sse.Prefetch0(c3 + 31);
+        Sse.Prefetch0(c4); Sse.Prefetch0(c4 + 16); Sse.Prefetch0(c4 + 31);
+        Sse.Prefetch0(c5); Sse.Prefetch0(c5 + 16); Sse.Prefetch0(c5 + 31);
+
+        Vector512<float> x00 = default, x01 = default, x10 = default, x11 = default, x20 = default, x21 = default;
+        Vector512<float> x30 = default, x31 = default, x40 = default, x41 = default, x50 = default, x51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            b += NRW;
+            var v = Vector512.Create(a0[p]);
+            x00 = Avx512F.FusedMultiplyAdd(v, b0, x00); x01 = Avx512F.FusedMultiplyAdd(v, b1, x01);
+            v = Vector512.Create(a1[p]);
+            x10 = Avx512F.FusedMultiplyAdd(v, b0, x10); x11 = Avx512F.FusedMultiplyAdd(v, b1, x11);
+            v = Vector512.Create(a2[p]);
+            x20 = Avx512F.FusedMultiplyAdd(v, b0, x20); x21 = Avx512F.FusedMultiplyAdd(v, b1, x21);
+            v = Vector512.Create(a3[p]);
+            x30 = Avx512F.FusedMultiplyAdd(v, b0, x30); x31 = Avx512F.FusedMultiplyAdd(v, b1, x31);
+            v = Vector512.Create(a4[p]);
+            x40 = Avx512F.FusedMultiplyAdd(v, b0, x40); x41 = Avx512F.FusedMultiplyAdd(v, b1, x41);
+            v = Vector512.Create(a5[p]);
+            x50 = Avx512F.FusedMultiplyAdd(v, b0, x50); x51 = Avx512F.FusedMultiplyAdd(v, b1, x51);
+        }
+        Store32(x00, x01, c0, alpha, beta);
+        Store32(x10, x11, c1, alpha, beta);
+        Store32(x20, x21, c2, alpha, beta);
+        Store32(x30, x31, c3, alpha, beta);
+        Store32(x40, x41, c4, alpha, beta);
+        Store32(x50, x51, c5, alpha, beta);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store32(Vector512<float> lo, Vector512<float> hi, float* c, float alpha, float beta)
+    {
+        var va = Vector512.Create(alpha);
+        if (beta == 0f)
+        {
+            Vector512.Store(lo * va, c); Vector512.Store(hi * va, c + 16);
+        }
+        else if (beta == 1f)
+        {
+            Vector512.Store(Avx512F.FusedMultiplyAdd(lo, va, Vector512.Load(c)), c);
+            Vector512.Store(Avx512F.FusedMultiplyAdd(hi, va, Vector512.Load(c + 16)), c + 16);
+        }
+        else
+        {
+            var vb = Vector512.Create(beta);
+            Vector512.Store(Avx512F.FusedMultiplyAdd(lo, va, Vector512.Load(c) * vb), c);
+            Vector512.Store(Avx512F.FusedMultiplyAdd(hi, va, Vector512.Load(c + 16) * vb), c + 16);
+        }
+    }
+
+    /// <summary>Edge tile of the 6×32 kernel (see <see cref="KernelEdge"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KernelEdge32(int kc, float* a, int lda, int mr, int nr, float* b, float* c, int ldc, float alpha, float beta)
+    {
+        float* tile = stackalloc float[MR * NRW];
+        float* a0 = a;
+        float* a1 = mr > 1 ? a + lda : a;
+        float* a2 = mr > 2 ? a + 2 * (nint)lda : a;
+        float* a3 = mr > 3 ? a + 3 * (nint)lda : a;
+        float* a4 = mr > 4 ? a + 4 * (nint)lda : a;
+        float* a5 = mr > 5 ? a + 5 * (nint)lda : a;
+        Vector512<float> x00 = default, x01 = default, x10 = default, x11 = default, x20 = default, x21 = default;
+        Vector512<float> x30 = default, x31 = default, x40 = default, x41 = default, x50 = default, x51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            b += NRW;
+            var v = Vector512.Create(a0[p]);
+            x00 = Avx512F.FusedMultiplyAdd(v, b0, x00); x01 = Avx512F.FusedMultiplyAdd(v, b1, x01);
+            v = Vector512.Create(a1[p]);
+            x10 = Avx512F.FusedMultiplyAdd(v, b0, x10); x11 = Avx512F.FusedMultiplyAdd(v, b1, x11);
+            v = Vector512.Create(a2[p]);
+            x20 = Avx512F.FusedMultiplyAdd(v, b0, x20); x21 = Avx512F.FusedMultiplyAdd(v, b1, x21);
+            v = Vector512.Create(a3[p]);
+            x30 = Avx512F.FusedMultiplyAdd(v, b0, x30); x31 = Avx512F.FusedMultiplyAdd(v, b1, x31);
+            v = Vector512.Create(a4[p]);
+            x40 = Avx512F.FusedMultiplyAdd(v, b0, x40); x41 = Avx512F.FusedMultiplyAdd(v, b1, x41);
+            v = Vector512.Create(a5[p]);
+            x50 = Avx512F.FusedMultiplyAdd(v, b0, x50); x51 = Avx512F.FusedMultiplyAdd(v, b1, x51);
+        }
+        Vector512.Store(x00, tile); Vector512.Store(x01, tile + 16);
+        Vector512.Store(x10, tile + 32); Vector512.Store(x11, tile + 48);
+        Vector512.Store(x20, tile + 64); Vector512.Store(x21, tile + 80);
+        Vector512.Store(x30, tile + 96); Vector512.Store(x31, tile + 112);
+        Vector512.Store(x40, tile + 128); Vector512.Store(x41, tile + 144);
+        Vector512.Store(x50, tile + 160); Vector512.Store(x51, tile + 176);
+        for (int i = 0; i < mr; i++)
+        {
+            float* ci = c + (nint)i * ldc;
+            float* ti = tile + i * NRW;
+            if (beta == 0f)
+                for (int j = 0; j < nr; j++) ci[j] = alpha * ti[j];
+            else
+                for (int j = 0; j < nr; j++) ci[j] = alpha * ti[j] + beta * ci[j];
+        }
+    }
+
+    /// <summary>Without AVX2/FMA: row-by-row AXPY with <see cref="Vector{T}"/> (correct everywhere, not fast).</summary>
+    private static void Portable(bool transB, int m0, int m1, int n0, int n1, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        int n = n1 - n0;
+        float[] rowBuf = new float[n];
+        float[]? bRow = transB ? new float[n] : null;
+        int vw = Vector<float>.Count;
+        for (int i = m0; i < m1; i++)
+        {
+            Array.Clear(rowBuf);
+            float* ai = a + (nint)i * lda;
+            for (int p = 0; p < k; p++)
+            {
+                float av = ai[p];
+                ReadOnlySpan<float> bp;
+                if (transB)
+                {
+                    for (int j = 0; j < n; j++) bRow![j] = b[(nint)(n0 + j) * ldb + p];
+                    bp = bRow;
+                }
+                else
+                {
+                    bp = new ReadOnlySpan<float>(b + (nint)p * ldb + n0, n);
+                }
+                var vav = new Vector<float>(av);
+                int j2 = 0;
+                for (; j2 <= n - vw; j2 += vw)
+                    (new Vector<float>(rowBuf.AsSpan(j2)) + vav * new Vector<float>(bp[j2..])).CopyTo(rowBuf.AsSpan(j2));
+                for (; j2 < n; j2++) rowBuf[j2] += av * bp[j2];
+            }
+            float* ci = c + (nint)i * ldc + n0;
+            if (beta == 0f)
+                for (int j = 0; j < n; j++) ci[j] = alpha * rowBuf[j];
+            else
+                for (int j = 0; j < n; j++) ci[j] = alpha * rowBuf[j] + beta * ci[j];
+        }
+    }
+
+    /// <summary>C = beta·C (beta == 0 writes zeros, ignoring NaN/Inf already in C) — the k == 0 or alpha == 0 case.</summary>
+    internal static void ScaleC(int m, int n, float beta, Span<float> c, int ldc)
+    {
+        if (beta == 1f) return;
+        for (int i = 0; i < m; i++)
+        {
+            var row = c.Slice(i * ldc, n);
+            if (beta == 0f) row.Clear();
+            else System.Numerics.Tensors.TensorPrimitives.Multiply(row, beta, row);
+        }
+    }
+
+    /// <summary>dst (cols × rows, row-major) = srcᵀ where src is rows × cols with row stride ld.</summary>
+    private static void TransposeInto(ReadOnlySpan<float> src, int ld, int rows, int cols, float[] dst)
+    {
+        // 32×32 blocks keep both the read and the write side in L1.
+        const int T = 32;
+        for (int r0 = 0; r0 < rows; r0 += T)
+        {
+            int r1 = Math.Min(rows, r0 + T);
+            for (int c0 = 0; c0 < cols; c0 += T)
+            {
+                int c1 = Math.Min(cols, c0 + T);
+                for (int r = r0; r < r1; r++)
+                {
+                    var s = src.Slice(r * ld);
+                    for (int cc = c0; cc < c1; cc++) dst[cc * rows + r] = s[cc];
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+using System.Numerics.Tensors;
+using Vlm.Core.Autograd;
+using Vlm.Core.Kernels;
+
+namespace Vlm.Core;
+
+/// <summary>conv2d (torch.nn.functional.conv2d semantics, groups = 1, dilation = 1) as im2col + GEMM.
+/// Patches are laid out as rows of colᵀ (P = Ho·Wo rows of C·kh·kw), so each patch row is a few contiguous copies
+/// of input rows, and out (O, P) = W (O, C·kh·kw) · colᵀᵀ is one GEMM per image. Images run in parallel, each with a
+/// single-threaded GEMM. ViT's patch embedding (kernel = stride, no padding) is the same code with no clipping.</summary>
+public static partial class F
+{
+    public static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias = null, int stride = 1, int padding = 0)
+        => Conv2d(x, weight, bias, (stride, stride), (padding, padding));
+
+    /// <param name="x">(N, C, H, W)</param>
+    /// <param name="weight">(O, C, kh, kw)</param>
+    /// <param name="bias">(O) or null</param>
+    /// <param name="stride">(sh, sw)</param>
+    /// <param name="padding">(ph, pw) zeros on each side</param>
+    public static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, (int H, int W) stride, (int H, int W) padding)
+    {
+        x.RequireFloat(); weight.RequireFloat();
+        if (x.Rank != 4) throw new ArgumentException($"conv2d input must be (N, C, H, W), got {x.Name ?? ""} {x.ShapeString}");
+        if (weight.Rank != 4) throw new ArgumentException($"conv2d weight must be (O, C, kh, kw), got {weight.Name ?? ""} {weight.ShapeString}");
+        int N = x.Size(0), C = x.Size(1), H = x.Size(2), W = x.Size(3);
+        int O = weight.Size(0), kh = weight.Size(2), kw = weight.Size(3);
+        if (weight.Size(1) != C)
+            throw new ArgumentException($"conv2d weight {weight.Name ?? ""} {weight.ShapeString} expects {weight.Size(1)} input channels, input {x.ShapeString} has {C} (groups > 1 is not supported)");
+        if (bias != null && (bias.Rank != 1 || bias.Size(0) != O))
+            throw new ArgumentException($"conv2d bias {bias.Name ?? ""} {bias.ShapeString} must be ({O})");
+        var (sh, sw) = stride; var (ph, pw) = padding;
+        if (sh < 1 || sw < 1 || ph < 0 || pw < 0) throw new ArgumentException($"conv2d stride ({sh}, {sw}) must be ≥ 1 and padding ({ph}, {pw}) ≥ 0");
+        int Ho = (H + 2 * ph - kh) / sh + 1, Wo = (W + 2 * pw - kw) / sw + 1;
+        if (H + 2 * ph < kh || W + 2 * pw < kw || Ho <= 0 || Wo <= 0)
+            throw new ArgumentException($"conv2d kernel ({kh}, {kw}) is larger than the padded input {x.ShapeString}");
+        var g = new ConvGeometry(C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo);
+        int P = Ho * Wo, K = C * kh * kw;
+
+        var xc = x.Contiguous(); var wc = weight.Contiguous(); var bc = bias?.Contiguous();
+        float[] xd = xc.Data, wd = wc.Data; int xo = xc.Offset, wo = wc.Offset;
+        var y = Tensor.NewResult([N, O, Ho, Wo]);
+        float[] yd = y.Data;
+        bool inner = N == 1;
+        Parallel.For(0, N, new ParallelOptions { MaxDegreeOfParallelism = inner ? 1 : -1 }, () => new float[P * K], (n, _, col) =>
+        {
+            g.Im2Col(xd.AsSpan(xo + n * C * H * W, C * H * W), col);
+            var yn = yd.AsSpan(n * O * P, O * P);
+            Gemm.Sgemm(false, true, O, P, K, 1f, wd.AsSpan(wo), K, col, K, 0f, yn, P, parallel: inner);
+            if (bc != null)
+                for (int o = 0; o < O; o++) TensorPrimitives.Add(yn.Slice(o * P, P), bc.Data[bc.Offset + o], yn.Slice(o * P, P));
+            return col;
+        }, _ => { });
+
+        var inputs = bias is null ? new[] { x, weight } : new[] { x, weight, bias };
+        if (!Recorder.ShouldRecord(inputs)) return y;
+        Recorder.Save(xc); Recorder.Save(wc);
+        return Recorder.Record(y, "conv2d", inputs, gOut =>
+        {
+            var gc = gOut.Contiguous();
+            float[] gd = gc.Data; int go = gc.Offset;
+            bool nx = x.RequiresGrad, nw = weight.RequiresGrad, nb = bias?.RequiresGrad == true;
+            var dx = nx ? Tensor.NewResult([N, C, H, W], zero: true) : null;
+            var dw = nw ? new float[O * K] : null;
+            var db = nb ? new float[O] : null;
+            var gate = new object();
+            Parallel.For(0, N, new ParallelOptions { MaxDegreeOfParallelism = inner ? 1 : -1 },
+                () => (col: new float[P * K], dwl: nw ? new float[O * K] : null, dbl: nb ? new float[O] : null),
+                (n, _, s) =>
+                {
+                    var gn = gd.AsSpan(go + n * O * P, O * P);
+                    if (s.dwl != null)
+                    {
+                        // dW += g_n (O, P) · colᵀ (P, K)
+                        g.Im2Col(xd.AsSpan(xo + n * C * H * W, C * H * W), s.col);
+                        Gemm.Sgemm(false, false, O, K, P, 1f, gn, P, s.col, K, 1f, s.dwl, K, parallel: inner);
+                    }
+                    if (s.dbl != null) for (int o = 0; o < O; o++) s.dbl[o] += TensorPrimitives.Sum(gn.Slice(o * P, P));
+                    if (dx != null)
+                    {
+                        // dcolᵀ (P, K) = g_nᵀ (P, O) · W (O, K), then scattered back onto the image.
+                        Gemm.Sgemm(true, false, P, K, O, 1f, gn, P, wd.AsSpan(wo), K, 0f, s.col, K, parallel: inner);
+                        g.Col2Im(s.col, dx.Data.AsSpan(n * C * H * W, C * H * W));
+                    }
+                    return s;
+                },
+                s =>
+                {
+                    lock (gate)
+                    {
+                        if (s.dwl != null) TensorPrimitives.Add(dw!, s.dwl, dw);
+                        if (s.dbl != null) TensorPrimitives.Add(db!, s.dbl, db);
+                    }
+                });
+            var grads = new List<Tensor?> { dx, dw is null ? null : Tensor.FromArray(dw, weight.ShapeArray()) };
+            if (bias != null) grads.Add(db is null ? null : Tensor.FromArray(db, O));
+            return grads.ToArray();
+        });
+    }
+
+    private readonly record struct ConvGeometry(int C, int H, int W, int Kh, int Kw, int Sh, int Sw, int Ph, int Pw, int Ho, int Wo)
+    {
+        private int K => C * Kh * Kw;
+
+        /// <summary>colᵀ[p = oy·Wo + ox, (c, ki, kj)] = x[c, oy·sh − ph + ki, ox·sw − pw + kj] (0 outside the image).
+        /// The kj run of each (p, c, ki) is one contiguous piece of an input row, clipped at the borders.</summary>
+        public void Im2Col(ReadOnlySpan<float> x, Span<float> col)
+        {
+            int K = this.K;
+            for (int oy = 0; oy < Ho; oy++)
+                for (int ox = 0; ox < Wo; ox++)
+                {
+                    var row = col.Slice((oy * Wo + ox) * K, K);
+                    int ix0 = ox * Sw - Pw;
+                    int j0 = Math.Max(0, -ix0), j1 = Math.Min(Kw, W - ix0);
+                    for (int c = 0; c < C; c++)
+                        for (int ki = 0; ki < Kh; ki++)
+                        {
+                            var seg = row.Slice((c * Kh + ki) * Kw, Kw);
+                            int iy = oy * Sh - Ph + ki;
+                            if (iy < 0 || iy >= H || j1 <= j0) { seg.Clear(); continue; }
+                            if (j0 > 0) seg[..j0].Clear();
+                            x.Slice(c * H * W + iy * W + ix0 + j0, j1 - j0).CopyTo(seg[j0..j1]);
+                            if (j1 < Kw) seg[j1..].Clear();
+                        }
+                }
+        }
+
+        /// <summary>The adjoint of Im2Col: dx[c, iy, ix] += dcolᵀ[p, (c, ki, kj)].</summary>
+        public void Col2Im(ReadOnlySpan<float> col, Span<float> dx)
+        {
+            int K = this.K;
+            for (int oy = 0; oy < Ho; oy++)
+                for (int ox = 0; ox < Wo; ox++)
+                {
+                    var row = col.Slice((oy * Wo + ox) * K, K);
+                    int ix0 = ox * Sw - Pw;
+                    int j0 = Math.Max(0, -ix0), j1 = Math.Min(Kw, W - ix0);
+                    if (j1 <= j0) continue;
+                    for (int c = 0; c < C; c++)
+                        for (int ki = 0; ki < Kh; ki++)
+                        {
+                            int iy = oy * Sh - Ph + ki;
+                            if (iy < 0 || iy >= H) continue;
+                            var d = dx.Slice(c * H * W + iy * W + ix0 + j0, j1 - j0);
+                            TensorPrimitives.Add(d, row.Slice((c * Kh + ki) * Kw + j0, j1 - j0), d);
+                        }
+                }
+        }
+    }
+}

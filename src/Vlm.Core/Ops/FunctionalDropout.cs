@@ -1,0 +1,40 @@
+using System.Numerics.Tensors;
+using Vlm.Core.Autograd;
+
+namespace Vlm.Core;
+
+/// <summary>dropout (torch.nn.functional.dropout semantics: inverted dropout, kept elements scaled by 1/(1−p)).
+/// The mask comes from the caller's seeded <see cref="Rng"/>, so a run is reproducible; it is not torch's stream.</summary>
+public static partial class F
+{
+    /// <summary>Zeroes each element with probability <paramref name="p"/> and scales the rest by 1/(1−p).
+    /// p = 0 or not training returns <paramref name="x"/> itself; p = 1 gives zeros.</summary>
+    public static Tensor Dropout(Tensor x, float p, bool training, Rng rng)
+    {
+        x.RequireFloat();
+        if (!(p >= 0f && p <= 1f)) throw new ArgumentOutOfRangeException(nameof(p), $"dropout probability must be in [0, 1], got {p}");
+        if (!training || p == 0f) return x;
+        var mask = DropoutMask(x.Numel, p, rng);
+        var xc = x.Contiguous();
+        var y = Tensor.NewResult(x.ShapeArray());
+        TensorPrimitives.Multiply(xc.Data.AsSpan(xc.Offset, x.Numel), mask, y.Data.AsSpan(0, x.Numel));
+        return Recorder.Record(y, "dropout", [x], g =>
+        {
+            var gc = g.Contiguous();
+            var dx = Tensor.NewResult(x.ShapeArray());
+            TensorPrimitives.Multiply(gc.Data.AsSpan(gc.Offset, x.Numel), mask, dx.Data.AsSpan(0, x.Numel));
+            return [dx];
+        });
+    }
+
+    /// <summary>A mask of 0 and 1/(1−p), element i kept with probability 1 − p (drawn sequentially from rng).</summary>
+    internal static float[] DropoutMask(int n, float p, Rng rng)
+    {
+        var mask = new float[n];
+        if (p >= 1f) return mask;
+        float scale = 1f / (1f - p);
+        double keep = 1.0 - p;
+        for (int i = 0; i < n; i++) mask[i] = rng.NextDouble() < keep ? scale : 0f;
+        return mask;
+    }
+}

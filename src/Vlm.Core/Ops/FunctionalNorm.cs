@@ -1,0 +1,201 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using Vlm.Core.Autograd;
+
+namespace Vlm.Core;
+
+/// <summary>layer_norm and normalize (torch.nn.functional semantics, float32).</summary>
+public static partial class F
+{
+    /// <summary>torch.nn.functional.layer_norm: normalises over the trailing <paramref name="normalizedShape"/> dims with the
+    /// biased variance, then applies the optional element-wise affine. One fused pass per row; mean and 1/std are cached
+    /// for backward (as in llm.c's layernorm_forward).</summary>
+    public static Tensor LayerNorm(Tensor x, int[] normalizedShape, Tensor? weight = null, Tensor? bias = null, float eps = 1e-5f)
+    {
+        x.RequireFloat();
+        int k = normalizedShape.Length;
+        if (k == 0 || k > x.Rank || !x.Shape[(x.Rank - k)..].SequenceEqual(normalizedShape))
+            throw new ArgumentException($"layer_norm: normalized shape {ShapeUtil.Format(normalizedShape)} must equal the last dims of input {x.Name ?? x.ShapeString}");
+        int n = ShapeUtil.Numel(normalizedShape);
+        foreach (var (p, what) in new[] { (weight, "weight"), (bias, "bias") })
+        {
+            if (p is null) continue;
+            p.RequireFloat();
+            if (!p.Shape.SequenceEqual(normalizedShape))
+                throw new ArgumentException($"layer_norm: {what} {p.Name ?? ""} has shape {p.ShapeString}, expected {ShapeUtil.Format(normalizedShape)}");
+        }
+        int rows = n == 0 ? 0 : x.Numel / n;
+        var xc = x.Contiguous();
+        var wc = weight?.Contiguous(); var bc = bias?.Contiguous();
+        var y = Tensor.NewResult(x.ShapeArray());
+        var mean = new float[rows]; var rstd = new float[rows];
+        float[] xd = xc.Data; int xo = xc.Offset; float[] yd = y.Data;
+        ForChunks(rows, (long)rows * n * 4, (r0, r1) =>
+        {
+            for (int r = r0; r < r1; r++)
+                LayerNormRow(xd.AsSpan(xo + r * n, n), yd.AsSpan(r * n, n),
+                    wc is null ? default : wc.Data.AsSpan(wc.Offset, n), bc is null ? default : bc.Data.AsSpan(bc.Offset, n),
+                    eps, out mean[r], out rstd[r]);
+        });
+        var inputs = new List<Tensor> { x };
+        if (weight != null) inputs.Add(weight);
+        if (bias != null) inputs.Add(bias);
+        if (!Recorder.ShouldRecord(inputs.ToArray())) return y;
+        Recorder.Save(xc);
+        return Recorder.Record(y, "layer_norm", inputs.ToArray(), g =>
+        {
+            var gc = g.Contiguous();
+            bool needX = x.RequiresGrad, needW = weight?.RequiresGrad == true, needB = bias?.RequiresGrad == true;
+            var dx = needX ? Tensor.NewResult(x.ShapeArray()) : null;
+            var dw = new float[weight != null ? n : 0];
+            var db = new float[bias != null ? n : 0];
+            var gate = new object();
+            float[] gd = gc.Data; int go = gc.Offset;
+            ForChunks(rows, (long)rows * n * 6, (r0, r1) =>
+            {
+                var pw = needW ? new float[n] : null;
+                var pb = needB ? new float[n] : null;
+                var scratch = new float[n];
+                for (int r = r0; r < r1; r++)
+                    LayerNormBackwardRow(xd.AsSpan(xo + r * n, n), gd.AsSpan(go + r * n, n),
+                        wc is null ? default : wc.Data.AsSpan(wc.Offset, n), mean[r], rstd[r],
+                        dx is null ? default : dx.Data.AsSpan(r * n, n), pw, pb, scratch);
+                lock (gate)
+                {
+                    if (pw != null) TensorPrimitives.Add(dw, pw, dw);
+                    if (pb != null) TensorPrimitives.Add(db, pb, db);
+                }
+            });
+            var grads = new List<Tensor?> { dx };
+            if (weight != null) grads.Add(needW ? Tensor.FromArray(dw, normalizedShape) : null);
+            if (bias != null) grads.Add(needB ? Tensor.FromArray(db, normalizedShape) : null);
+            return grads.ToArray();
+        });
+    }
+
+    /// <summary>One row: y = (x − mean)·rstd·w + b. Two passes over x (mean, then centred squares) for accuracy.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void LayerNormRow(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> w, ReadOnlySpan<float> b,
+        float eps, out float mean, out float rstd)
+    {
+        int n = x.Length;
+        float m = TensorPrimitives.Sum(x) / n;
+        TensorPrimitives.Subtract(x, m, y);
+        float var = TensorPrimitives.SumOfSquares(y) / n;
+        float rs = 1f / MathF.Sqrt(var + eps);
+        if (w.IsEmpty && b.IsEmpty) TensorPrimitives.Multiply(y, rs, y);
+        else if (b.IsEmpty)
+        {
+            TensorPrimitives.Multiply(y, rs, y);
+            TensorPrimitives.Multiply(y, w, y);
+        }
+        else if (w.IsEmpty) TensorPrimitives.MultiplyAdd(y, rs, b, y);
+        else
+        {
+            TensorPrimitives.Multiply(y, rs, y);
+            TensorPrimitives.FusedMultiplyAdd(y, w, b, y);
+        }
+        mean = m; rstd = rs;
+    }
+
+    /// <summary>dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = g·w and x̂ = (x − mean)·rstd; dw += g·x̂; db += g.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void LayerNormBackwardRow(ReadOnlySpan<float> x, ReadOnlySpan<float> g, ReadOnlySpan<float> w,
+        float mean, float rstd, Span<float> dx, float[]? dw, float[]? db, float[] scratch)
+    {
+        int n = x.Length;
+        var xhat = scratch.AsSpan(0, n);
+        TensorPrimitives.Subtract(x, mean, xhat);
+        TensorPrimitives.Multiply(xhat, rstd, xhat);
+        if (dw != null) TensorPrimitives.FusedMultiplyAdd(g, xhat, dw, dw);
+        if (db != null) TensorPrimitives.Add(db, g, db);
+        if (dx.IsEmpty) return;
+        if (w.IsEmpty) g.CopyTo(dx); else TensorPrimitives.Multiply(g, w, dx);
+        float meanG = TensorPrimitives.Sum(dx) / n;
+        float meanGX = TensorPrimitives.Dot(dx, xhat) / n;
+        // dx = (ĝ − meanG − x̂·meanGX)·rstd
+        TensorPrimitives.MultiplyAdd(xhat, -meanGX, dx, dx);
+        TensorPrimitives.Subtract(dx, meanG, dx);
+        TensorPrimitives.Multiply(dx, rstd, dx);
+    }
+
+    /// <summary>torch.nn.functional.normalize: x / max(‖x‖_p, eps) along <paramref name="dim"/>.</summary>
+    public static Tensor Normalize(Tensor x, float p = 2f, int dim = 1, float eps = 1e-12f)
+    {
+        x.RequireFloat();
+        if (x.Rank == 0) throw new ArgumentException("normalize needs a tensor of rank ≥ 1");
+        if (!(p > 0) || float.IsInfinity(p)) throw new ArgumentException($"normalize: p must be finite and positive, got {p}");
+        int d = ShapeUtil.NormDim(dim, x.Rank);
+        var (outer, n, inner) = RowGeometry(x.Shape, d);
+        var xc = x.Contiguous();
+        var y = Tensor.NewResult(x.ShapeArray());
+        int rows = outer * inner;
+        var norms = new float[rows];
+        RunRowsIndexed(xc.Data, xc.Offset, y.Data, outer, n, inner, (r, s, o) =>
+        {
+            float nm = p == 2f ? TensorPrimitives.Norm(s) : PNorm(s, p);
+            norms[r] = nm;
+            TensorPrimitives.Divide(s, MathF.Max(nm, eps), o);
+        });
+        if (!Recorder.ShouldRecord(x)) return y;
+        Recorder.Save(xc);
+        return Recorder.Record(y, "normalize", [x], g =>
+        {
+            var gc = g.Contiguous();
+            var dx = Tensor.NewResult(x.ShapeArray());
+            var gd = gc.Data; int go = gc.Offset;
+            // Gather g's rows alongside x's by running over x and reading g with the same geometry.
+            var gRows = new float[rows * n];
+            RunRowsIndexed(gd, go, gRows, outer, n, inner, (r, s, o) => s.CopyTo(o), scatter: false);
+            RunRowsIndexed(xc.Data, xc.Offset, dx.Data, outer, n, inner, (r, xs, o) =>
+            {
+                var gs = gRows.AsSpan(r * n, n);
+                float nm = norms[r];
+                if (nm <= eps || nm == 0f)
+                {
+                    // The clamp is active: the denominator is the constant eps.
+                    TensorPrimitives.Divide(gs, eps, o);
+                    return;
+                }
+                // y = x / ‖x‖_p: dx_j = g_j/‖x‖ − (Σ g·x) · x_j·|x_j|^{p−2} / ‖x‖^{p+1}
+                float dot = TensorPrimitives.Dot(gs, xs);
+                float c = dot / MathF.Pow(nm, p + 1);
+                if (p == 2f) for (int j = 0; j < n; j++) o[j] = gs[j] / nm - xs[j] * c;
+                else for (int j = 0; j < n; j++) o[j] = gs[j] / nm - xs[j] * MathF.Pow(MathF.Abs(xs[j]), p - 2) * c;
+            });
+            return [dx];
+        });
+    }
+
+    private static float PNorm(ReadOnlySpan<float> s, float p)
+    {
+        double acc = 0;
+        foreach (var v in s) acc += Math.Pow(Math.Abs(v), p);
+        return (float)Math.Pow(acc, 1.0 / p);
+    }
+
+    internal delegate void IndexedRowKernel(int row, Span<float> src, Span<float> dst);
+
+    /// <summary>Like RunRows, with the row index. With scatter false the dst is a dense (rows, n) buffer.</summary>
+    private static void RunRowsIndexed(float[] src, int srcOff, float[] dst, int outer, int n, int inner, IndexedRowKernel kernel, bool scatter = true)
+    {
+        int rows = outer * inner;
+        ForChunks(rows, (long)rows * n * 4, (r0, r1) =>
+        {
+            if (inner == 1)
+            {
+                for (int r = r0; r < r1; r++) kernel(r, src.AsSpan(srcOff + r * n, n), dst.AsSpan(r * n, n));
+                return;
+            }
+            var a = new float[n]; var b = new float[n];
+            for (int r = r0; r < r1; r++)
+            {
+                int o = r / inner, i = r % inner, baseIdx = o * n * inner + i;
+                for (int j = 0; j < n; j++) a[j] = src[srcOff + baseIdx + j * inner];
+                if (!scatter) { kernel(r, a, dst.AsSpan(r * n, n)); continue; }
+                kernel(r, a, b);
+                for (int j = 0; j < n; j++) dst[baseIdx + j * inner] = b[j];
+            }
+        });
+    }
+}

@@ -1,0 +1,124 @@
+using Vlm.TestSupport;
+
+namespace Vlm.Core.Tests;
+
+public class FunctionalAttentionTests
+{
+    [Fact]
+    public void AttentionMatchesTorchMath()
+    {
+        FunctionalRefs.Check("attn_plain", x => F.ScaledDotProductAttention(x("q"), x("k"), x("v")), ["q", "k", "v"]);
+        FunctionalRefs.Check("attn_causal", x => F.ScaledDotProductAttention(x("q"), x("k"), x("v"), causal: true, scale: 0.3f), ["q", "k", "v"]);
+        FunctionalRefs.Check("attn_boolmask", x => F.ScaledDotProductAttention(x("q"), x("k"), x("v"), x("m")), ["q", "k", "v"]);
+        FunctionalRefs.Check("attn_floatmask", x => F.ScaledDotProductAttention(x("q"), x("k"), x("v"), x("mask")), ["q", "k", "v"]);
+    }
+
+    [Fact]
+    public void HfExtendedMaskGivesUniformRowsWhereEveryKeyIsMasked()
+    {
+        FunctionalRefs.Check("attn_hfmask", x => F.ScaledDotProductAttention(x("q"), x("k"), x("v"), x("mask")), ["q", "k", "v"]);
+        var (o, p) = F.ScaledDotProductAttentionWithProbs(FunctionalRefs.Get("attn_hfmask.q"), FunctionalRefs.Get("attn_hfmask.k"),
+            FunctionalRefs.Get("attn_hfmask.v"), FunctionalRefs.Get("attn_hfmask.mask"));
+        TensorAssert.Close(FunctionalRefs.Get("attn_hfmask.probs"), p, 1e-6f, 1e-5f);
+        TensorAssert.Close(FunctionalRefs.Get("attn_hfmask.out"), o, 1e-5f, 1e-4f);
+        Assert.All(p.Select(0, 1).ToArray(), v => Assert.Equal(1f / 7, v, 6));
+        var (_, p2) = F.ScaledDotProductAttentionWithProbs(FunctionalRefs.Get("attn_plain.q"), FunctionalRefs.Get("attn_plain.k"), FunctionalRefs.Get("attn_plain.v"));
+        TensorAssert.Close(FunctionalRefs.Get("attn_plain.probs"), p2, 1e-6f, 1e-5f);
+    }
+
+    [Fact]
+    public void FullyMaskedBooleanRowIsNaNLikeTorch()
+    {
+        var rng = new Rng(1);
+        var q = Tensor.Randn([1, 1, 2, 4], rng); var k = Tensor.Randn([1, 1, 3, 4], rng); var v = Tensor.Randn([1, 1, 3, 4], rng);
+        var m = Tensor.FromArray(new[] { true, false, true, false, false, false }, 2, 3);
+        var o = F.ScaledDotProductAttention(q, k, v, m).ToArray();
+        Assert.All(o.Take(4), x => Assert.False(float.IsNaN(x)));
+        Assert.All(o.Skip(4), x => Assert.True(float.IsNaN(x)));
+    }
+
+    [Fact]
+    public void TransposedViewsAreReadInPlaceAndGiveTheSameResult()
+    {
+        var rng = new Rng(2);
+        // (B, T, H, D) projections viewed as (B, H, T, D), as every HF attention does.
+        var q = Tensor.Randn([2, 5, 3, 4], rng).Transpose(1, 2);
+        var k = Tensor.Randn([2, 6, 3, 4], rng).Transpose(1, 2);
+        var v = Tensor.Randn([2, 6, 3, 4], rng).Transpose(1, 2);
+        var mask = Tensor.Randn([2, 1, 1, 6], rng);
+        var a = F.ScaledDotProductAttention(q, k, v, mask);
+        var b = F.ScaledDotProductAttention(q.Contiguous(), k.Contiguous(), v.Contiguous(), mask);
+        TensorAssert.Close(b, a, 0, 0);
+        // Stored heads-last, so merging heads back is a view.
+        Assert.True(a.Transpose(1, 2).IsContiguous);
+        // And against the composed ops.
+        var s = q.MatMul(k.T).Mul(0.5f).Add(mask);
+        TensorAssert.Close(F.Softmax(s, -1).MatMul(v), a, 1e-5f, 1e-5f);
+    }
+
+    [Fact]
+    public void AttentionGradientsWithBroadcastMasksCausalAndViews()
+    {
+        var rng = new Rng(3);
+        var mask = Tensor.Randn([2, 1, 1, 4], rng);
+        GradCheck.Check(t => F.ScaledDotProductAttention(t[0], t[1], t[2], mask),
+            [Tensor.Randn([2, 2, 3, 5], rng), Tensor.Randn([2, 2, 4, 5], rng), Tensor.Randn([2, 2, 4, 3], rng)]);
+        GradCheck.Check(t => F.ScaledDotProductAttention(t[0].Transpose(1, 2), t[1].Transpose(1, 2), t[2].Transpose(1, 2), causal: true),
+            [Tensor.Randn([1, 4, 2, 3], rng), Tensor.Randn([1, 4, 2, 3], rng), Tensor.Randn([1, 4, 2, 3], rng)]);
+        var bmask = Tensor.FromArray(new[] { true, true, false, true, false, true }, 2, 3);
+        GradCheck.Check(t => F.ScaledDotProductAttention(t[0], t[1], t[2], bmask, scale: 0.7f),
+            [Tensor.Randn([1, 2, 2, 3], rng), Tensor.Randn([1, 2, 3, 3], rng), Tensor.Randn([1, 2, 3, 2], rng)]);
+    }
+
+    [Fact]
+    public void LearnedAdditiveBiasGetsItsGradient()
+    {
+        var rng = new Rng(6);
+        // A relative-position bias (H, Tq, Tk) shared over the batch, as BEiT adds to the scores.
+        GradCheck.Check(t => F.ScaledDotProductAttention(t[0], t[1], t[2], t[3]),
+            [Tensor.Randn([2, 2, 3, 4], rng), Tensor.Randn([2, 2, 4, 4], rng), Tensor.Randn([2, 2, 4, 3], rng), Tensor.Randn([2, 3, 4], rng)]);
+        // Only the bias requires grad.
+        var q = Tensor.Randn([1, 2, 3, 4], rng); var k = Tensor.Randn([1, 2, 3, 4], rng); var v = Tensor.Randn([1, 2, 3, 4], rng);
+        GradCheck.Check(t => F.ScaledDotProductAttention(q.Detach(), k.Detach(), v.Detach(), t[0], causal: true), [Tensor.Randn([1, 2, 1, 3], rng)]);
+    }
+
+    [Fact]
+    public void HfStyleSplitAndMergeOfHeadsDifferentiates()
+    {
+        var rng = new Rng(5);
+        var mask = Tensor.FromArray(new float[] { 0, 0, 0, -1e9f, 0, -1e9f, 0, 0 }, 2, 1, 1, 4);
+        // x (B, T, C) → (B, H, T, D) views → attention → (B, T, C), as BERT-style self-attention does.
+        Tensor Block(Tensor x)
+        {
+            var h = x.Reshape(2, 4, 3, 2).Transpose(1, 2);
+            var o = F.ScaledDotProductAttention(h, h.Mul(0.5f), h.Add(1f), mask);
+            return o.Transpose(1, 2).Reshape(2, 4, 6);
+        }
+        GradCheck.Check(t => Block(t[0]), [Tensor.Randn([2, 4, 6], rng)]);
+    }
+
+    [Fact]
+    public void AttentionDropoutIsSeededAndDifferentiable()
+    {
+        var rng = new Rng(4);
+        var q = Tensor.Randn([1, 2, 3, 4], rng); var k = Tensor.Randn([1, 2, 5, 4], rng); var v = Tensor.Randn([1, 2, 5, 4], rng);
+        var (o1, p1) = F.ScaledDotProductAttentionWithProbs(q, k, v, dropoutP: 0.3f, rng: new Rng(11));
+        var (o2, p2) = F.ScaledDotProductAttentionWithProbs(q, k, v, dropoutP: 0.3f, rng: new Rng(11));
+        TensorAssert.Close(o1, o2, 0, 0);
+        Assert.Contains(0f, p1.ToArray());
+        // Returned probabilities are post-dropout and give the output exactly through a plain matmul.
+        TensorAssert.Close(p1.MatMul(v), o1, 1e-5f, 1e-5f);
+        GradCheck.Check(t => F.ScaledDotProductAttention(t[0], t[1], t[2], dropoutP: 0.3f, rng: new Rng(12)),
+            [Tensor.Randn([1, 2, 3, 4], rng), Tensor.Randn([1, 2, 5, 4], rng), Tensor.Randn([1, 2, 5, 4], rng)]);
+        Assert.Throws<ArgumentException>(() => F.ScaledDotProductAttention(q, k, v, dropoutP: 0.1f));
+    }
+
+    [Fact]
+    public void BadShapesAreRejectedWithClearErrors()
+    {
+        var q = Tensor.Zeros(1, 2, 3, 4);
+        Assert.Contains("mismatch", Assert.Throws<ArgumentException>(() => F.ScaledDotProductAttention(q, Tensor.Zeros(1, 2, 3, 5), Tensor.Zeros(1, 2, 3, 4))).Message);
+        Assert.Contains("cannot be broadcast", Assert.Throws<ArgumentException>(() => F.ScaledDotProductAttention(q, q, q, Tensor.Zeros(2, 1, 1, 3))).Message);
+        Assert.Throws<ArgumentException>(() => F.ScaledDotProductAttention(Tensor.Zeros(2, 3, 4), q, q));
+    }
+}

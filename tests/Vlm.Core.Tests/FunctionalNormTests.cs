@@ -1,0 +1,61 @@
+using Vlm.TestSupport;
+
+namespace Vlm.Core.Tests;
+
+public class FunctionalNormTests
+{
+    [Fact]
+    public void LayerNormMatchesTorch()
+    {
+        FunctionalRefs.Check("layer_norm", x => F.LayerNorm(x("x"), [48], x("w"), x("b"), 1e-5f), ["x", "w", "b"], atol: 3e-5f);
+        FunctionalRefs.Check("layer_norm_plain", x => F.LayerNorm(x("x"), [48], eps: 1e-6f), ["x"], atol: 3e-5f);
+        FunctionalRefs.Check("layer_norm_2d", x => F.LayerNorm(x("x"), [3, 5], x("w"), x("b"), 1e-12f), ["x", "w", "b"], atol: 3e-5f);
+    }
+
+    [Fact]
+    public void LayerNormHandValues()
+    {
+        // Row (1, 2, 3, 4): mean 2.5, biased variance 1.25.
+        var x = Tensor.FromArray(new float[] { 1, 2, 3, 4 }, 1, 4);
+        var y = F.LayerNorm(x, [4], Tensor.FromArray(new float[] { 1, 2, 1, 1 }, 4), Tensor.FromArray(new float[] { 0, 0, 0, 10 }, 4), 0f);
+        float r = 1f / MathF.Sqrt(1.25f);
+        TensorAssert.Close(new[] { -1.5f * r, -1f * r, 0.5f * r, 1.5f * r + 10 }, y.ToArray(), 1e-6f);
+    }
+
+    [Fact]
+    public void LayerNormGradientsOnNonContiguousInput()
+    {
+        var rng = new Rng(5);
+        GradCheck.Check(t => F.LayerNorm(t[0].Transpose(0, 1), [6], t[1], t[2]),
+            [Tensor.Randn([3, 2, 6], rng), Tensor.Randn([6], rng), Tensor.Randn([6], rng)]);
+        GradCheck.Check(t => F.LayerNorm(t[0], [2, 3], t[1]), [Tensor.Randn([4, 2, 3], rng), Tensor.Randn([2, 3], rng)]);
+        GradCheck.Check(t => F.LayerNorm(t[0], [5], null, t[1]), [Tensor.Randn([3, 5], rng), Tensor.Randn([5], rng)]);
+    }
+
+    [Fact]
+    public void LayerNormRejectsMismatchedShapes()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => F.LayerNorm(Tensor.Zeros(2, 4), [3]));
+        Assert.Contains("normalized shape", ex.Message);
+        Assert.Throws<ArgumentException>(() => F.LayerNorm(Tensor.Zeros(2, 4), [4], Tensor.Zeros(5)));
+    }
+
+    [Fact]
+    public void NormalizeMatchesTorchIncludingZeroVectors()
+    {
+        FunctionalRefs.Check("normalize", x => F.Normalize(x("x"), 2f, 1), ["x"]);
+        FunctionalRefs.Check("normalize_last", x => F.Normalize(x("x"), dim: -1), ["x"]);
+    }
+
+    [Fact]
+    public void NormalizeGradients()
+    {
+        var rng = new Rng(6);
+        GradCheck.Check(t => F.Normalize(t[0], 2f, 1), [Tensor.Randn([3, 4, 2], rng)]);
+        GradCheck.Check(t => F.Normalize(t[0].T, 2f, -1), [Tensor.Randn([5, 3], rng)]);
+        GradCheck.Check(t => F.Normalize(t[0], 3f, 0), [Tensor.Rand([4, 3], rng, 0.5f, 2f)], eps: 1e-3f);
+        var x = Tensor.FromArray(new float[] { 3, 4 }, 2);
+        TensorAssert.Close(new[] { 0.6f, 0.8f }, F.Normalize(x, 2f, 0).ToArray(), 1e-7f);
+        TensorAssert.Close(new[] { 3f / 7, 4f / 7 }, F.Normalize(x, 1f, 0).ToArray(), 1e-6f);
+    }
+}
