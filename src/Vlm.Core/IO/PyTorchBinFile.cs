@@ -62,7 +62,8 @@ public sealed class PyTorchBinFile : IWeightSource
             _tensors = new Dictionary<string, TorchTensorRef>(StringComparer.Ordinal);
             var names = new List<string>();
             if (root is not PyDict rootDict) throw Bad($"the pickled object is {Unpickler.Describe(root)}, not a dict of tensors");
-            Flatten(rootDict, "", 0, names, new HashSet<object>(ReferenceEqualityComparer.Instance));
+            int budget = MaxVisits;
+            Flatten(rootDict, "", 0, names, new HashSet<object>(ReferenceEqualityComparer.Instance), ref budget);
             foreach (var n in names) Validate(n, _tensors[n]);
             Names = names;
         }
@@ -105,12 +106,17 @@ public sealed class PyTorchBinFile : IWeightSource
         return buf;
     }, tensor);
 
-    private void Flatten(PyDict d, string prefix, int depth, List<string> names, HashSet<object> seen)
+    /// <summary>A dict may be shared (memoized) under several keys, so a hostile pickle could make the flattened
+    /// tree exponentially larger than itself; a visit budget keeps that from hanging.</summary>
+    private const int MaxVisits = 1_000_000;
+
+    private void Flatten(PyDict d, string prefix, int depth, List<string> names, HashSet<object> seen, ref int budget)
     {
         if (depth > 32) throw Bad("dicts nested more than 32 deep");
         if (!seen.Add(d)) throw Bad("the pickled dict contains itself");
         foreach (var (k, v) in d.Items)
         {
+            if (--budget < 0) throw Bad($"the pickled dicts flatten to more than {MaxVisits} entries");
             string key = k switch { string s => s, long l => l.ToString(System.Globalization.CultureInfo.InvariantCulture), _ => "" };
             if (key.Length == 0) continue; // non-string keys (tuples...) hold no state-dict tensors
             string name = prefix.Length == 0 ? key : prefix + "." + key;
@@ -121,7 +127,7 @@ public sealed class PyTorchBinFile : IWeightSource
                     names.Add(name);
                     break;
                 case PyDict sub:
-                    Flatten(sub, name, depth + 1, names, seen);
+                    Flatten(sub, name, depth + 1, names, seen, ref budget);
                     break;
             }
         }

@@ -14,6 +14,9 @@ namespace Vlm.Core.IO;
 /// the header is at most 100 MB, starts with '{', is a JSON object without duplicate names; the data section is
 /// covered exactly by the tensors: no overlaps and no holes or trailing bytes ("the byte buffer needs to be
 /// entirely indexed, and cannot contain holes", which rules out polyglot files). Zero-element tensors are allowed.
+/// Loads are serialised by a lock (the mapping must not be released mid-read). As with any mapping, a file
+/// truncated in place by another process while open would fault; our writer replaces files by rename, which
+/// leaves open mappings intact.
 /// </summary>
 public sealed class SafeTensorsFile : IWeightSource
 {

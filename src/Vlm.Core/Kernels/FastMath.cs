@@ -86,6 +86,36 @@ public static class FastMath
     /// <summary>d[i] = g[i]·GELU_tanh'(x[i]) (torch's formula).</summary>
     public static void GeluTanhBackward(ReadOnlySpan<float> x, ReadOnlySpan<float> g, Span<float> d) => Map2<GeluTanhGradF>(x, g, d);
 
+    /// <summary>d[i] = x[i] &lt; 0 ? 0 : x[i] (torch's relu: NaN and -0 pass through).</summary>
+    public static void Relu(ReadOnlySpan<float> x, Span<float> d) => Clamp(x, 0f, float.PositiveInfinity, d);
+
+    /// <summary>d[i] = min(max(x, lo), hi) with torch's order (lo &gt; hi gives hi; NaN passes through).</summary>
+    public static void Clamp(ReadOnlySpan<float> x, float lo, float hi, Span<float> d)
+    {
+        if (d.Length < x.Length) throw new ArgumentException($"destination has {d.Length} elements, source {x.Length}");
+        int n = x.Length, i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var vlo = Vector256.Create(lo); var vhi = Vector256.Create(hi);
+            ref float xs = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(x);
+            ref float ds = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(d);
+            for (; i <= n - 8; i += 8)
+            {
+                var v = Vector256.LoadUnsafe(ref xs, (nuint)i);
+                v = Vector256.ConditionalSelect(Vector256.LessThan(v, vlo), vlo, v);
+                v = Vector256.ConditionalSelect(Vector256.GreaterThan(v, vhi), vhi, v);
+                v.StoreUnsafe(ref ds, (nuint)i);
+            }
+        }
+        for (; i < n; i++)
+        {
+            float v = x[i];
+            if (v < lo) v = lo;
+            if (v > hi) v = hi;
+            d[i] = v;
+        }
+    }
+
     // ================================================================ scalar versions (fallback and reference)
 
     public static float ExpScalar(float x)

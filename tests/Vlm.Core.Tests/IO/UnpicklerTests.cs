@@ -72,4 +72,27 @@ public sealed class UnpicklerTests
         var ex = Assert.Throws<InvalidDataException>(() => PyTorchBinFile.FromBytes(zip, "cyc.bin"));
         Assert.Contains("contains itself", ex.Message);
     }
+
+    [Fact]
+    public void SharedDictsCannotBlowUpFlatteningExponentially()
+    {
+        // d0 = {}; for i in 1..30: d_i = {'a': d_{i-1}, 'b': d_{i-1}}  → 2^30 paths from a ~500-byte pickle.
+        var p = new List<byte> { 0x80, 2 };
+        void Emit(int i)
+        {
+            p.Add((byte)'}');
+            if (i > 0)
+            {
+                p.AddRange([(byte)'(', (byte)'X', 1, 0, 0, 0, (byte)'a']);
+                Emit(i - 1); // memoized as i-1, then referenced again under 'b'
+                p.AddRange([(byte)'X', 1, 0, 0, 0, (byte)'b', (byte)'h', (byte)(i - 1), (byte)'u']);
+            }
+            p.AddRange([(byte)'q', (byte)i]);
+        }
+        Emit(30);
+        p.Add((byte)'.');
+        var zip = PyTorchBinFileTests.Zip(("a/data.pkl", p.ToArray()));
+        var ex = Assert.Throws<InvalidDataException>(() => PyTorchBinFile.FromBytes(zip, "bomb.bin"));
+        Assert.Contains("more than", ex.Message);
+    }
 }
