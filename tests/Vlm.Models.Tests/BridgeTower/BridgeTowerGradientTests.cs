@@ -68,4 +68,21 @@ public class BridgeTowerGradientTests
         var actual = M.MatMul(img.Reshape(inSize, inSize)).MatMul(M.T);
         TensorAssert.Close(expected, actual, 1e-5f, 1e-5f, "bicubic");
     }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Vision_stop_gradient_detaches_every_layer_output(bool stop)
+    {
+        var cfg = BridgeTowerConfig.Load(Fixtures.Path("bridgetower_variant_vision_options", "config.json"));
+        cfg = cfg with { VisionConfig = cfg.VisionConfig with { StopGradient = stop } };
+        var (m, store) = BridgeTowerWeights.LoadModel(cfg, null, new Rng(13));
+        var px = Tensor.Randn([1, 3, 32, 32], new Rng(14));
+        var layers = m.Vision.ForwardAllLayers(px);                       // (blocks, B, 1 + patches, D)
+        Assert.Equal([2, 1, 17, 64], layers.ShapeArray());
+        layers.Mul(layers).Sum().Backward();
+        Assert.NotNull(store["vision_model.visual.ln_separate.0.weight"].Grad);
+        Assert.Equal(stop, store["vision_model.visual.embeddings.class_embedding"].Grad is null);
+        Assert.Equal(stop, store["vision_model.visual.transformer.resblocks.1.mlp.c_fc.weight"].Grad is null);
+    }
 }
