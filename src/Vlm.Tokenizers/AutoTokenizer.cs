@@ -132,11 +132,39 @@ public static class AutoTokenizer
         }
     }
 
-    /// <summary>HF <c>vocab.json</c>: an object token -> id.</summary>
+    /// <summary>HF <c>vocab.json</c>: an object token -> id (streamed: a DOM of 50k entries is slow to build).</summary>
     public static Dictionary<string, int> LoadVocabJson(string path)
     {
-        if (ReadJson(path) is not JsonObject o) throw new TokenizerFileException(path, 1, "expected a JSON object of token -> id");
-        return VocabFromJsonObject(o, path);
+        if (!File.Exists(path)) throw new TokenizerFileException(path, null, "file not found");
+        var bytes = File.ReadAllBytes(path);
+        var d = new Dictionary<string, int>(StringComparer.Ordinal);
+        try
+        {
+            var reader = new Utf8JsonReader(bytes, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow });
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+                throw new TokenizerFileException(path, 1, "expected a JSON object of token -> id");
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                string key = reader.GetString()!;
+                if (!reader.Read() || reader.TokenType != JsonTokenType.Number || !reader.TryGetInt32(out int id) || id < 0)
+                    throw new TokenizerFileException(path, LineOf(bytes, reader.TokenStartIndex), $"vocabulary entry '{key}' has no non-negative integer id");
+                d[key] = id;
+            }
+            if (reader.TokenType != JsonTokenType.EndObject) throw new TokenizerFileException(path, LineOf(bytes, reader.TokenStartIndex), "expected a token string or '}'");
+            reader.Read(); // anything after the object is an error the reader reports
+        }
+        catch (JsonException e)
+        {
+            throw new TokenizerFileException(path, (int?)(e.LineNumber + 1), "malformed JSON: " + e.Message, e);
+        }
+        return d;
+    }
+
+    private static int LineOf(byte[] bytes, long index)
+    {
+        int line = 1;
+        for (long i = 0; i < index && i < bytes.Length; i++) if (bytes[i] == (byte)'\n') line++;
+        return line;
     }
 
     private static Dictionary<string, int> VocabFromJsonObject(JsonObject o, string path)

@@ -18,10 +18,11 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
     private readonly List<string> _symStr = [];
     private readonly Dictionary<string, int> _symId = new(StringComparer.Ordinal);
     private int[] _symToken = [];
-    private readonly Dictionary<long, long> _merges = []; // (left sym << 32 | right sym) -> (rank << 32 | merged sym)
+    private readonly Dictionary<long, long> _merges = new(PairComparer.Instance); // (left sym << 32 | right sym) -> (rank << 32 | merged sym)
     private readonly int[] _byteSym = new int[256];
     private readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
     private const int CacheLimit = 100_000;
+    private int _cacheCount;
     private const int SimpleBpeMaxLength = 48;
 
     /// <summary>
@@ -112,8 +113,9 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
             if (!cacheLookup.TryGetValue(s.AsSpan(ps, pe - ps), out var syms))
             {
                 syms = Bpe(bytes);
-                if (_cache.Count >= CacheLimit) _cache.Clear();
-                _cache.TryAdd(s.Substring(ps, pe - ps), syms);
+                // ConcurrentDictionary.Count takes every lock (slow once the table has grown): count ourselves
+                if (_cacheCount >= CacheLimit) { _cache.Clear(); _cacheCount = 0; }
+                if (_cache.TryAdd(s.Substring(ps, pe - ps), syms)) Interlocked.Increment(ref _cacheCount);
             }
             int pos = 0;
             foreach (int sym in syms)
@@ -153,15 +155,18 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
         while (n > 1)
         {
             long best = long.MaxValue;
-            for (int i = 0; i + 1 < n; i++)
-                if (_merges.TryGetValue(((long)word[i] << 32) | (uint)word[i + 1], out long v) && v < best) best = v;
-            if (best == long.MaxValue) break;
-            int rank = (int)(best >> 32), merged = (int)best;
-            // find the pair again by rank (merged symbol alone is not unique to one pair)
             int a = -1, b = -1;
             for (int i = 0; i + 1 < n; i++)
-                if (_merges.TryGetValue(((long)word[i] << 32) | (uint)word[i + 1], out long v) && v == best) { a = word[i]; b = word[i + 1]; break; }
-            _ = rank;
+            {
+                if (_merges.TryGetValue(((long)word[i] << 32) | (uint)word[i + 1], out long v) && v < best)
+                {
+                    best = v;
+                    a = word[i];
+                    b = word[i + 1];
+                }
+            }
+            if (best == long.MaxValue) break;
+            int merged = (int)best;
             int m = 0;
             for (int i = 0; i < n;)
             {
@@ -235,6 +240,17 @@ public sealed class ByteLevelBpeTokenizer : TokenizerBase
             }
         return ByteLevel.DecodeUtf8(bytes);
     }
+}
+
+/// <summary>
+/// Hash for packed (left, right) pairs: <c>long.GetHashCode</c> is <c>left ^ right</c>, which collides massively
+/// for small symbol ids and made merge lookups ~50x slower.
+/// </summary>
+internal sealed class PairComparer : IEqualityComparer<long>
+{
+    public static readonly PairComparer Instance = new();
+    public bool Equals(long x, long y) => x == y;
+    public int GetHashCode(long x) => (int)(((ulong)x * 0x9E3779B97F4A7C15UL) >> 32);
 }
 
 /// <summary>GPT-2's reversible byte &lt;-&gt; printable-character map (<c>bytes_to_unicode</c>) and UTF-8 helpers.</summary>

@@ -218,6 +218,16 @@ public abstract class TokenizerBase : ITokenizer
         return enc;
     }
 
+    /// <summary>
+    /// Encodes raw UTF-8 bytes: every maximal invalid subsequence becomes one U+FFFD first (the same rule as
+    /// Python's <c>bytes.decode("utf-8", errors="replace")</c>), so malformed input never throws.
+    /// </summary>
+    public Encoding EncodeUtf8(ReadOnlySpan<byte> utf8, bool addSpecialTokens = true, int? maxLength = null,
+        Truncation truncation = Truncation.None, Padding padding = Padding.None)
+        => Encode(Utf8Replacing.GetString(utf8), null, addSpecialTokens, maxLength, truncation, padding);
+
+    private static readonly System.Text.UTF8Encoding Utf8Replacing = new(false, false);
+
     /// <summary>HF <c>truncate_sequences</c> (right side, stride 0); impossible requests leave the input as is, as HF does.</summary>
     private static void Truncate(List<Token> a, List<Token>? b, int remove, Truncation strategy)
     {

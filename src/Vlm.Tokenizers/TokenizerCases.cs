@@ -23,12 +23,7 @@ public static partial class TokenizerCases
         var casesPath = Path.Combine(folder, "cases.json");
         var root = AutoTokenizer.ReadJson(casesPath) as JsonObject ?? throw new TokenizerFileException(casesPath, 1, "expected a JSON object");
         var tok = AutoTokenizer.FromFolder(folder);
-        ByteLevelBpeTokenizer? prefixTok = null;
-        if (tok is ByteLevelBpeTokenizer)
-        {
-            prefixTok = (ByteLevelBpeTokenizer)AutoTokenizer.FromFolder(folder);
-            prefixTok.AddPrefixSpace = true;
-        }
+        var bpe = tok as ByteLevelBpeTokenizer;
 
         if (root["cases"] is JsonArray cases)
         {
@@ -40,7 +35,14 @@ public static partial class TokenizerCases
                 Set(c, "input_ids", Longs(enc.Ids));
                 Set(c, "token_type_ids", Longs(enc.TypeIds));
                 Set(c, "attention_mask", Longs(enc.AttentionMask));
-                if (prefixTok != null) Set(c, "input_ids_add_prefix_space", Longs(prefixTok.Encode(text).Ids));
+                if (bpe != null)
+                {
+                    // the same tokenizer with add_prefix_space=True (a private instance: toggling is safe here)
+                    bool keep = bpe.AddPrefixSpace;
+                    bpe.AddPrefixSpace = true;
+                    Set(c, "input_ids_add_prefix_space", Longs(bpe.Encode(text).Ids));
+                    bpe.AddPrefixSpace = keep;
+                }
                 Set(c, "decoded", JsonValue.Create(tok.Decode(enc.Ids)));
                 Set(c, "decoded_skip_special", JsonValue.Create(tok.Decode(enc.Ids, skipSpecialTokens: true)));
             }

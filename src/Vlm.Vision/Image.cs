@@ -149,7 +149,7 @@ public sealed class Image
                     throw new InvalidOperationException($"unexpected mode {Mode}");
             }
         }
-        return new Image(Width, Height, PixelMode.RGB, o) { Orientation = Orientation, Source = Source, SourceBitDepth = SourceBitDepth };
+        return new Image(Width, Height, PixelMode.RGB, o) { Orientation = Orientation, Source = Source };
     }
 
     /// <summary>Pillow's MULDIV255: a·b/255 rounded, in integers.</summary>

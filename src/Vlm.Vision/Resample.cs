@@ -31,7 +31,8 @@ public static class Resampler
         if (width <= 0 || height <= 0) throw new ArgumentException($"resize target must be positive, got {width}x{height}");
         if (image.BitDepth != 8) throw new NotSupportedException($"resize of 16-bit images is not supported ({image}); convert with ToRgb() first");
         if (width == image.Width && height == image.Height) return image; // Pillow returns a copy; images are not mutated here
-        if (image.Mode == PixelMode.P) filter = ResampleFilter.Nearest;
+        // Pillow resizes P and bilevel ("1", our L decoded from 1-bit files) images with NEAREST whatever is asked.
+        if (image.Mode == PixelMode.P || (image.Mode == PixelMode.L && image.SourceBitDepth == 1)) filter = ResampleFilter.Nearest;
         int c = image.Channels;
         byte[] outData;
         if (filter == ResampleFilter.Nearest)
@@ -210,7 +211,7 @@ public static class Resampler
     /// <summary>dst row r = clip8(Σ_k weight[r,k] · src row (start[r] + k)), rows of <paramref name="rowLen"/> bytes.</summary>
     private static void CombineRows(byte[] src, int rowLen, Coeffs cf, byte[] dst, int outRows)
     {
-        if ((long)outRows * rowLen >= 1 << 16 && Environment.ProcessorCount > 1)
+        if ((long)outRows * rowLen >= 1 << 22 && Environment.ProcessorCount > 1) // below this, thread hand-off costs more than it saves
             Parallel.For(0, Environment.ProcessorCount, part =>
             {
                 int n = Environment.ProcessorCount;
@@ -236,8 +237,7 @@ public static class Resampler
             var row = src.AsSpan((int)((long)(cf.Start[r] + k) * rowLen), rowLen);
             AddScaled(row, wgt, acc);
         }
-        var o = dst.AsSpan((int)((long)r * rowLen), rowLen);
-        for (int i = 0; i < rowLen; i++) o[i] = Clip8(acc[i]);
+        ClipRow(acc, dst.AsSpan((int)((long)r * rowLen), rowLen));
     }
 
     private static void AddScaled(ReadOnlySpan<byte> row, int wgt, Span<int> acc)
@@ -265,22 +265,64 @@ public static class Resampler
     }
 
     /// <summary>(rows, cols, c) → (cols, rows, c), in cache-friendly tiles.</summary>
-    internal static byte[] Transpose(byte[] src, int rows, int cols, int c)
+    internal static unsafe byte[] Transpose(byte[] src, int rows, int cols, int c)
     {
         var dst = new byte[src.Length];
         const int T = 32;
-        for (int r0 = 0; r0 < rows; r0 += T)
-            for (int c0 = 0; c0 < cols; c0 += T)
-            {
-                int r1 = Math.Min(r0 + T, rows), c1 = Math.Min(c0 + T, cols);
-                for (int r = r0; r < r1; r++)
-                    for (int q = c0; q < c1; q++)
+        fixed (byte* s0 = src)
+        fixed (byte* d0 = dst)
+        {
+            for (int r0 = 0; r0 < rows; r0 += T)
+                for (int c0 = 0; c0 < cols; c0 += T)
+                {
+                    int r1 = Math.Min(r0 + T, rows), c1 = Math.Min(c0 + T, cols);
+                    for (int r = r0; r < r1; r++)
                     {
-                        int s = (r * cols + q) * c, d = (q * rows + r) * c;
-                        for (int ch = 0; ch < c; ch++) dst[d + ch] = src[s + ch];
+                        byte* s = s0 + ((long)r * cols + c0) * c;
+                        byte* d = d0 + ((long)c0 * rows + r) * c;
+                        long dstep = (long)rows * c;
+                        switch (c)
+                        {
+                            case 3:
+                                for (int q = c0; q < c1; q++, s += 3, d += dstep) { d[0] = s[0]; d[1] = s[1]; d[2] = s[2]; }
+                                break;
+                            case 1:
+                                for (int q = c0; q < c1; q++, s++, d += dstep) d[0] = s[0];
+                                break;
+                            case 4:
+                                for (int q = c0; q < c1; q++, s += 4, d += dstep) *(uint*)d = *(uint*)s;
+                                break;
+                            default:
+                                for (int q = c0; q < c1; q++, s += c, d += dstep)
+                                    for (int ch = 0; ch < c; ch++) d[ch] = s[ch];
+                                break;
+                        }
                     }
-            }
+                }
+        }
         return dst;
+    }
+
+    /// <summary>clip8 over a row: clamp(acc >> 22, 0, 255) equals Pillow's clip8 for every int.</summary>
+    private static void ClipRow(ReadOnlySpan<int> acc, Span<byte> o)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            int vi = Vector<int>.Count;
+            var zero = Vector<int>.Zero; var max = new Vector<int>(255);
+            for (; i + 4 * vi <= acc.Length; i += 4 * vi)
+            {
+                var a0 = Vector.Min(Vector.Max(Vector.ShiftRightArithmetic(new Vector<int>(acc[i..]), PrecisionBits), zero), max);
+                var a1 = Vector.Min(Vector.Max(Vector.ShiftRightArithmetic(new Vector<int>(acc[(i + vi)..]), PrecisionBits), zero), max);
+                var a2 = Vector.Min(Vector.Max(Vector.ShiftRightArithmetic(new Vector<int>(acc[(i + 2 * vi)..]), PrecisionBits), zero), max);
+                var a3 = Vector.Min(Vector.Max(Vector.ShiftRightArithmetic(new Vector<int>(acc[(i + 3 * vi)..]), PrecisionBits), zero), max);
+                var lo = Vector.Narrow(Vector.AsVectorUInt32(a0), Vector.AsVectorUInt32(a1));
+                var hi = Vector.Narrow(Vector.AsVectorUInt32(a2), Vector.AsVectorUInt32(a3));
+                Vector.Narrow(lo, hi).CopyTo(o[i..]);
+            }
+        }
+        for (; i < acc.Length; i++) o[i] = Clip8(acc[i]);
     }
 
     // ------------------------------------------------------------------ nearest, premultiplied alpha

@@ -11,6 +11,8 @@ public class FunctionalConvTests
         FunctionalRefs.Check("conv_s1p0", x => F.Conv2d(x("x"), x("w")), ["x", "w"], atol: 2e-5f);
         FunctionalRefs.Check("conv_rect", x => F.Conv2d(x("x"), x("w"), x("b"), (1, 2), (2, 1)), ["x", "w", "b"], atol: 2e-5f);
         FunctionalRefs.Check("conv_patch", x => F.Conv2d(x("x"), x("w"), x("b"), stride: 4), ["x", "w", "b"], atol: 2e-5f);
+        // im2col in two blocks of output positions (K = 2048: 512 positions per block, 529 in all).
+        FunctionalRefs.Check("conv_blocks", x => F.Conv2d(x("x"), x("w"), x("b"), stride: 1, padding: 1), ["x", "w", "b"], atol: 5e-5f);
     }
 
     [Fact]

@@ -15,6 +15,10 @@ public class FunctionalDropoutTests
         int kept = a.Count(v => v != 0);
         Assert.InRange(kept, 700, 800); // 750 expected, σ ≈ 14
         Assert.All(F.Dropout(x, 1f, true, new Rng(1)).ToArray(), v => Assert.Equal(0f, v));
+        // Odd length (the last element has its own draw).
+        var odd = Enumerable.Range(0, 40).Select(s => F.Dropout(Tensor.Ones(7), 0.5f, true, new Rng((ulong)s)).ToArray()[6]).ToArray();
+        Assert.Contains(0f, odd); Assert.Contains(2f, odd);
+        Assert.All(odd, v => Assert.True(v == 0f || v == 2f));
         Assert.Throws<ArgumentOutOfRangeException>(() => F.Dropout(x, 1.5f, true, new Rng(1)));
     }
 

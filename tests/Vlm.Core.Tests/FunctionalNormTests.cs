@@ -22,6 +22,47 @@ public class FunctionalNormTests
         TensorAssert.Close(new[] { -1.5f * r, -1f * r, 0.5f * r, 1.5f * r + 10 }, y.ToArray(), 1e-6f);
     }
 
+    [Theory]
+    [InlineData(768)]
+    [InlineData(45)]
+    [InlineData(7)]
+    public void FusedLayerNormRowMatchesScalarReference(int n)
+    {
+        var rng = new Rng((ulong)n);
+        var x = Tensor.Randn([n], rng, mean: 30f, std: 0.5f).ToArray(); // |mean| ≫ std: the centred variance matters
+        var w = Tensor.Randn([n], rng).ToArray(); var b = Tensor.Randn([n], rng).ToArray();
+        foreach (var (ww, bb) in new[] { (w, b), (w, Array.Empty<float>()), (Array.Empty<float>(), b), (Array.Empty<float>(), Array.Empty<float>()) })
+        {
+            var fast = new float[n]; var slow = new float[n];
+            global::Vlm.Core.Kernels.NormKernels.LayerNormRow(x, fast, ww, bb, 1e-5f, out var m1, out var r1);
+            global::Vlm.Core.Kernels.NormKernels.LayerNormRowReference(x, slow, ww, bb, 1e-5f, out var m2, out var r2);
+            // mean/std = 60: float32 input rounding alone moves x̂ by ~1e-5.
+            TensorAssert.Close(slow, fast, 6e-5f, 2e-5f);
+            Assert.Equal(m2, m1, 4);
+            Assert.Equal(r2, r1, 3);
+        }
+    }
+
+    [Theory]
+    [InlineData(768)]
+    [InlineData(45)]
+    public void FusedLayerNormBackwardRowMatchesReference(int n)
+    {
+        var rng = new Rng((ulong)n + 100);
+        var x = Tensor.Randn([n], rng, mean: 1f, std: 2f).ToArray(); var g = Tensor.Randn([n], rng).ToArray(); var w = Tensor.Randn([n], rng).ToArray();
+        foreach (var ww in new[] { w, Array.Empty<float>() })
+        {
+            float[] dx1 = new float[n], dx2 = new float[n];
+            float[] dw1 = Enumerable.Repeat(0.5f, n).ToArray(), dw2 = Enumerable.Repeat(0.5f, n).ToArray();
+            float[] db1 = Enumerable.Repeat(-1f, n).ToArray(), db2 = Enumerable.Repeat(-1f, n).ToArray();
+            global::Vlm.Core.Kernels.NormKernels.LayerNormBackwardRow(x, g, ww, 0.9f, 0.45f, dx1, dw1, db1, new float[n]);
+            global::Vlm.Core.Kernels.NormKernels.LayerNormBackwardRowReference(x, g, ww, 0.9f, 0.45f, dx2, dw2, db2, new float[n]);
+            TensorAssert.Close(dx2, dx1, 1e-5f, 1e-5f, "dx");
+            TensorAssert.Close(dw2, dw1, 1e-5f, 1e-5f, "dw");
+            TensorAssert.Close(db2, db1, 1e-6f, 1e-6f, "db");
+        }
+    }
+
     [Fact]
     public void LayerNormGradientsOnNonContiguousInput()
     {

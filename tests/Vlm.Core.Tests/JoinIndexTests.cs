@@ -62,6 +62,11 @@ public class JoinIndexTests
         var mask = Tensor.FromArray(new[] { true, false, true }, 3);
         Assert.Equal([-1f, 1, -1, -1, 4, -1], x.MaskedFill(mask, -1f).ToArray());
         Assert.Equal(new[] { 2, 1, 3 }, Seq(1, 3).MaskedFill(Tensor.FromArray(new[] { true, false }, 2, 1, 1), 0f).ShapeArray());
+        // a transposed (non-contiguous) uint8 mask
+        var mT = Tensor.FromBytes(new byte[] { 1, 0, 0, 1, 1, 0 }, DType.UInt8, 3, 2).T; // (2, 3): [[1,0,1],[0,1,0]]
+        Assert.Equal([-1f, 1, -1, 3, -1, 5], x.MaskedFill(mT, -1f).ToArray());
+        Assert.Throws<ArgumentException>(() => x.MaskedFill(x, 0f));
+        Assert.Throws<ArgumentException>(() => x.IndexSelect(0, Tensor.FromArray(new float[] { 0 }, 1)));
         var w = Tensor.Where(x.Gt(2f), x, Tensor.Scalar(-5f));
         Assert.Equal([-5f, -5, -5, 3, 4, 5], w.ToArray());
         Assert.Equal(DType.Bool, x.Ge(2f).DType);
@@ -102,6 +107,100 @@ public class JoinIndexTests
         GradCheck.Check(x => Tensor.Where(mask, x[0], x[1].T), [Rn(4, 3), Rn(3, 1)]);
         GradCheck.Check(x => x[0].Maximum(x[1]), [Rn(2, 3), Rn(3)]);
         GradCheck.Check(x => x[0].Minimum(x[1]), [Rn(2, 3), Rn(2, 1)]);
+    }
+
+    [Fact]
+    public void SortTopKRepeatTriangles()
+    {
+        var x = Tensor.FromArray(new float[] { 1, 3, float.NaN, 3, 2 }, 5);
+        var (sv, si) = x.Sort(descending: true);
+        Assert.Equal([2L, 1, 3, 4, 0], si.ToInt64Array()); // NaN first, ties in index order (torch)
+        Assert.Equal([3f, 3, 2, 1], sv.ToArray()[1..]);
+        Assert.Equal([0L, 4, 1, 3, 2], x.Argsort().ToInt64Array());
+        var (tv, ti) = Tensor.FromArray(new float[] { 1, 3, 3, 2 }, 4).TopK(2);
+        Assert.Equal([3f, 3f], tv.ToArray());
+        Assert.Equal([1L, 2L], ti.ToInt64Array());
+        var m = Seq(2, 3);
+        var (kv, ki) = m.TopK(1, dim: 0, largest: false);
+        Assert.Equal(new[] { 1, 3 }, kv.ShapeArray());
+        Assert.Equal([0f, 1, 2], kv.ToArray());
+        Assert.Equal([0L, 0, 0], ki.ToInt64Array());
+        Assert.Throws<ArgumentOutOfRangeException>(() => m.TopK(4, 1));
+
+        var rp = Tensor.FromArray(new float[] { 1, 2 }, 2).Repeat(2, 3);
+        Assert.Equal(new[] { 2, 6 }, rp.ShapeArray());
+        Assert.Equal([1f, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2], rp.ToArray());
+        Assert.Equal([0f, 1, 2, 0, 1, 2, 3, 4, 5, 3, 4, 5], m.Repeat(1, 2).ToArray());
+
+        var sq = Seq(3, 3).Add(1f);
+        Assert.Equal([1f, 0, 0, 4, 5, 0, 7, 8, 9], sq.Tril().ToArray());
+        Assert.Equal([1f, 2, 3, 0, 5, 6, 0, 0, 9], sq.Triu().ToArray());
+        Assert.Equal([0f, 2, 3, 0, 0, 6, 0, 0, 0], sq.Triu(1).ToArray());
+        Assert.Equal([1f, 2, 0, 4, 5, 6, 7, 8, 9], sq.Tril(1).ToArray());
+        Assert.Equal([0f, 0, 0, 4, 0, 0, 7, 8, 0], sq.Tril(-1).ToArray());
+        // a causal mask from bools, batched
+        var causal = Tensor.FromArray(Enumerable.Repeat(true, 8).ToArray(), 2, 2, 2).Tril();
+        Assert.Equal([1f, 0, 1, 1, 1, 0, 1, 1], causal.ToArray());
+        Assert.Equal(DType.Bool, causal.DType);
+    }
+
+    [Fact]
+    public void SortTopKRepeatTriangleGradients()
+    {
+        var rng = new Rng(41);
+        var distinct = Tensor.FromArray(new float[] { 0.3f, -1.2f, 2.2f, 0.9f, -0.4f, 1.6f, -2f, 0.1f }, 2, 4);
+        GradCheck.Check(x => x[0].TopK(2, 1).Values, [distinct.Clone()]);
+        GradCheck.Check(x => x[0].T.Sort(1, descending: true).Values, [distinct.Clone()]);
+        GradCheck.Check(x => x[0].Repeat(2, 1, 3), [Tensor.Randn([2, 2], rng)]);
+        GradCheck.Check(x => x[0].T.Tril(), [Tensor.Randn([2, 3, 3], rng)]);
+        GradCheck.Check(x => x[0].Triu(1), [Tensor.Randn([3, 4], rng)]);
+    }
+
+    [Fact]
+    public void BadInputsGiveClearErrors()
+    {
+        var x = Seq(2, 3);
+        var ex = Assert.Throws<IndexOutOfRangeException>(() => x.IndexSelect(1, Tensor.FromArray(new long[] { 0, 3 }, 2)));
+        Assert.Contains("index 3", ex.Message);
+        Assert.Contains("[0, 3)", ex.Message);
+        Assert.Throws<IndexOutOfRangeException>(() => Tensor.Embedding(x, Tensor.FromArray(new int[] { -1 }, 1)));
+        Assert.Throws<ArgumentException>(() => Tensor.Embedding(Seq(6), Tensor.FromArray(new long[] { 0 }, 1)));
+        Assert.Throws<ArgumentException>(() => Tensor.Embedding(x, Tensor.FromArray(new float[] { 0 }, 1)));
+        Assert.Throws<IndexOutOfRangeException>(() => x.Gather(1, Tensor.FromArray(new long[] { 0, 5 }, 1, 2)));
+        Assert.Throws<ArgumentException>(() => x.Gather(1, Tensor.FromArray(new long[] { 0, 1 }, 2)));       // rank mismatch
+        Assert.Throws<ArgumentException>(() => x.Gather(1, Tensor.FromArray(new long[] { 0, 0, 0 }, 3, 1))); // too large in dim 0
+        Assert.Throws<ArgumentException>(() => Tensor.Cat(Array.Empty<Tensor>(), 0));
+        Assert.Throws<ArgumentException>(() => Tensor.Cat([x, Tensor.FromArray(new long[] { 1, 2, 3 }, 1, 3)], 0)); // dtypes differ
+        Assert.Throws<ArgumentException>(() => Tensor.Stack([x, Seq(3, 2)], 0));
+        Assert.Throws<ArgumentException>(() => Tensor.Where(x.Gt(1f), x, Tensor.FromArray(new long[] { 1 }, 1)));
+        Assert.Throws<ArgumentException>(() => x.Chunk(0));
+        Assert.Throws<ArgumentException>(() => x.Repeat(2));
+        Assert.Throws<ArgumentException>(() => Seq(3).Tril());
+        Assert.Throws<ArgumentException>(() => x.Clamp());
+        Assert.Throws<ArgumentException>(() => Seq(2, 0).Max(1));
+    }
+
+    [Fact]
+    public void IntegerIdsAndNonContiguousInputs()
+    {
+        var x = Seq(3, 4);
+        var xt = x.T; // (4, 3) view
+        // int32 indices behave like int64
+        Assert.Equal(x.IndexSelect(0, Tensor.FromArray(new long[] { 2, 1 }, 2)).ToArray(), x.IndexSelect(0, Tensor.FromArray(new int[] { 2, 1 }, 2)).ToArray());
+        Assert.Equal([2f, 5f], xt.Gather(0, Tensor.FromArray(new int[] { 2, 1 }, 1, 2)).ToArray());
+        Assert.Equal([4f, 5, 6, 7, 0, 1, 2, 3], Tensor.Embedding(x, Tensor.FromArray(new int[] { 1, 0 }, 2)).ToArray());
+        Assert.Equal([1f, 5, 9, 100, 2, 6, 10, 100], Tensor.Cat([xt.Narrow(0, 1, 2), Tensor.Full([2, 1], 100f)], 1).ToArray());
+        Assert.Equal(xt.Contiguous().IndexSelect(1, Tensor.FromArray(new long[] { 2, 0 }, 2)).ToArray(), xt.IndexSelect(1, Tensor.FromArray(new long[] { 2, 0 }, 2)).ToArray());
+        var ids = Tensor.FromArray(new long[] { 5, 0, 7 }, 3);
+        Assert.True(ids.Any());
+        Assert.False(ids.All());
+        Assert.Equal(2, ids.CountNonZero());
+        Assert.Equal([0f, 1, 0], ids.Eq(Tensor.FromArray(new long[] { 4, 0, 8 }, 3)).ToArray());
+        Assert.Equal([1f, 0, 0], ids.Gt(Tensor.FromArray(new int[] { 4, 0, 8 }, 3)).ToArray()); // int64 vs int32
+        Assert.Equal([0f, 0, 1], ids.LogicalXor(Tensor.FromArray(new[] { true, false, false }, 3)).ToArray());
+        // exact int64 comparison above 2^53
+        var big = Tensor.FromArray(new long[] { (1L << 60) + 1 }, 1);
+        Assert.Equal([0f], big.Eq(Tensor.FromArray(new long[] { 1L << 60 }, 1)).ToArray());
     }
 
     [Fact]

@@ -45,7 +45,10 @@ public class UnaryOpsTests
     public void NaNAndInfinityFollowTorch()
     {
         var x = T(float.NaN, float.PositiveInfinity, float.NegativeInfinity, -0f, 0f, 1f, -2f, 100f);
-        Assert.True(float.IsNaN(x.Relu().ToArray()[0]));
+        var rl = x.Relu().ToArray();
+        Assert.True(float.IsNaN(rl[0]));
+        Assert.True(float.IsNegative(rl[3]), "relu(-0) = -0 like torch");
+        Assert.Equal([float.PositiveInfinity, 0f, 0f, 1f, 0f, 100f], new[] { rl[1], rl[2], rl[4], rl[5], rl[6], rl[7] });
         Assert.True(float.IsNaN(x.Clamp(0f, 1f).ToArray()[0]));
         var th = x.Tanh().ToArray();
         Assert.Equal([float.NaN, 1f, -1f, -0f, 0f], th[..5]);

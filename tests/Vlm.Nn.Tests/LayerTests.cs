@@ -85,6 +85,7 @@ public class LayerTests
         Assert.Equal(2f, emb.Weight.Grad![1, 0]);
         Assert.Equal(1f, emb.Weight.Grad[4, 2]);
         Assert.Equal(0f, emb.Weight.Grad[2, 0]);
+        Assert.Equal(0f, emb.Weight.Grad[0, 1]); // padding row: used once, but no gradient
         var ex = Assert.ThrowsAny<Exception>(() => emb.Forward(Tensor.FromArray(new long[] { 5 }, 1)));
         Assert.Contains("5", ex.Message);
         Assert.Throws<ArgumentException>(() => emb.Forward(Tensor.Zeros(2)));
@@ -212,6 +213,24 @@ public class LayerTests
         Assert.Same(x, eval.Forward(x));
         Assert.Throws<ArgumentException>(() => new Dropout(1.5f, new DropoutContext()));
         Assert.Throws<ArgumentException>(() => new Dropout(-0.1f, new DropoutContext()));
+    }
+
+    [Fact]
+    public void DropoutContextStateResumesTheMaskStream()
+    {
+        var x = Tensor.Ones(64);
+        var ctx = new DropoutContext(5);
+        var d = new Dropout(0.5f, ctx);
+        d.Forward(x);
+        var state = ctx.GetState();
+        var next = d.Forward(x).ToArray();
+        var resumed = new DropoutContext(123);
+        resumed.SetState(state);
+        Assert.Equal(next, new Dropout(0.5f, resumed).Forward(x).ToArray());
+        // One context per model: the VarBuilder and the finished store hand out the same one.
+        var vb = VarBuilder.Init(new Rng(1));
+        _ = new Linear(2, 2, vb);
+        Assert.Same(vb.Dropout, vb.Finish().Dropout);
     }
 
     [Fact]

@@ -155,6 +155,46 @@ public class OptimizerTests
     }
 
     [Fact]
+    public void SgdKernelMatchesNaiveReference()
+    {
+        var rng = new Rng(12);
+        foreach (int n in new[] { 3, 8, 45 })
+            foreach (var k in new[]
+            {
+                new Sgd.Coeffs(0.01f, 0.9f, 0.9f, -0.1f, true, false, false),
+                new Sgd.Coeffs(0f, 0.9f, 1f, -0.1f, true, true, true),
+                new Sgd.Coeffs(0.1f, 0f, 1f, -0.05f, false, false, false),
+            })
+            {
+                float[] R() => Tensor.Randn([n], rng).ToArray();
+                var p = R(); var g = R(); var b = R();
+                var (p2, b2) = ((float[])p.Clone(), (float[])b.Clone());
+                Sgd.Kernel(p, g, k.HasBuffer ? b : default, k);
+                Sgd.KernelNaive(p2, g, k.HasBuffer ? b2 : default, k);
+                Assert.Equal(p2, p); Assert.Equal(b2, b);
+            }
+    }
+
+    [Fact]
+    public void LargeParametersSplitAcrossCoresGiveTheSameBits()
+    {
+        // Above the chunking threshold the step runs in parallel chunks; it must equal one sequential pass.
+        const int n = 200_003;
+        var rng = new Rng(13);
+        var p = Tensor.Randn([n], rng).RequireGrad();
+        var grads = Enumerable.Range(0, 3).Select(_ => Tensor.Randn([n], rng)).ToArray();
+        var pRef = p.ToArray(); var m = new float[n]; var v = new float[n];
+        var opt = new AdamW([new ParamGroup("all", [new("p", p)]) { WeightDecay = 0.1 }], lr: 0.01);
+        for (int s = 1; s <= 3; s++)
+        {
+            p.Grad = grads[s - 1];
+            opt.Step();
+            AdamW.KernelNaive(pRef, grads[s - 1].ToArray(), m, v, AdamW.Coefficients(s, 0.01, 0.1, 0.9, 0.999, 1e-8));
+        }
+        Assert.Equal(pRef, p.ToArray());
+    }
+
+    [Fact]
     public void FrozenParametersAreSkippedAndGroupsBuiltByName()
     {
         var vb = VarBuilder.Init(new Rng(1));

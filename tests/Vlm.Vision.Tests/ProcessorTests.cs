@@ -146,6 +146,16 @@ public class ProcessorTests(CasesOutput cases) : IClassFixture<CasesOutput>
     }
 
     [Fact]
+    public void Blip_BareNumberSize_IsSquare()
+    {
+        using var doc = JsonDocument.Parse("{\"image_processor_type\": \"BlipImageProcessor\", \"size\": 24}");
+        var p = (BlipImageProcessor)ImageProcessorBase.FromJson(doc.RootElement);
+        Assert.Equal((24, 24), (p.Height, p.Width));
+        var o = p.Preprocess(new Image(5, 3, PixelMode.L, new byte[15]));
+        Assert.Equal(new[] { 1, 3, 24, 24 }, o.PixelValues.ShapeArray());
+    }
+
+    [Fact]
     public void IsImageCase_OnlyForImageFixtures()
     {
         Assert.True(ImageCases.IsImageCase(TestData.FixtureDir));

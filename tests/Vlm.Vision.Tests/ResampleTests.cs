@@ -68,4 +68,18 @@ public class ResampleTests
         Assert.Equal(-0.0625, Resampler.Kernel(ResampleFilter.Bicubic, -1.5), 12);
         Assert.Equal(0.25, Resampler.Kernel(ResampleFilter.Bilinear, 0.75), 12);
     }
+
+    [Fact]
+    public void BilevelImages_AreResizedNearest_LikePillowMode1()
+    {
+        // Pillow: Image.open(ct0_d1_9x17_plain.png) is mode "1"; .resize((5, 7), BICUBIC) falls back to NEAREST.
+        int[,] want =
+        {
+            { 1, 1, 1, 0, 0 }, { 0, 1, 1, 0, 0 }, { 1, 1, 1, 0, 0 }, { 1, 0, 0, 1, 1 }, { 1, 1, 1, 1, 0 }, { 1, 1, 1, 1, 0 }, { 0, 1, 0, 0, 0 },
+        };
+        var img = ImageDecoder.Decode(Path.Combine(TestData.Dir, "png", "ct0_d1_9x17_plain.png"));
+        var r = Resampler.Resize(img, 5, 7, ResampleFilter.Bicubic);
+        for (int y = 0; y < 7; y++)
+            for (int x = 0; x < 5; x++) Assert.Equal(want[y, x] * 255, r.Data[y * 5 + x]);
+    }
 }

@@ -86,6 +86,36 @@ public static class FastMath
     /// <summary>d[i] = g[i]·GELU_tanh'(x[i]) (torch's formula).</summary>
     public static void GeluTanhBackward(ReadOnlySpan<float> x, ReadOnlySpan<float> g, Span<float> d) => Map2<GeluTanhGradF>(x, g, d);
 
+    /// <summary>d[i] = x[i] &lt; 0 ? 0 : x[i] (torch's relu: NaN and -0 pass through).</summary>
+    public static void Relu(ReadOnlySpan<float> x, Span<float> d) => Clamp(x, 0f, float.PositiveInfinity, d);
+
+    /// <summary>d[i] = min(max(x, lo), hi) with torch's order (lo &gt; hi gives hi; NaN passes through).</summary>
+    public static void Clamp(ReadOnlySpan<float> x, float lo, float hi, Span<float> d)
+    {
+        if (d.Length < x.Length) throw new ArgumentException($"destination has {d.Length} elements, source {x.Length}");
+        int n = x.Length, i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var vlo = Vector256.Create(lo); var vhi = Vector256.Create(hi);
+            ref float xs = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(x);
+            ref float ds = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(d);
+            for (; i <= n - 8; i += 8)
+            {
+                var v = Vector256.LoadUnsafe(ref xs, (nuint)i);
+                v = Vector256.ConditionalSelect(Vector256.LessThan(v, vlo), vlo, v);
+                v = Vector256.ConditionalSelect(Vector256.GreaterThan(v, vhi), vhi, v);
+                v.StoreUnsafe(ref ds, (nuint)i);
+            }
+        }
+        for (; i < n; i++)
+        {
+            float v = x[i];
+            if (v < lo) v = lo;
+            if (v > hi) v = hi;
+            d[i] = v;
+        }
+    }
+
     // ================================================================ scalar versions (fallback and reference)
 
     public static float ExpScalar(float x)
@@ -251,7 +281,11 @@ public static class FastMath
 
     /// <summary>Φ(x) of 8 lanes (see <see cref="PhiScalar"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> PhiV(Vector256<float> x)
+    private static Vector256<float> PhiV(Vector256<float> x) => PhiV(x, out _);
+
+    /// <summary>Φ(x) of 8 lanes, and exp(−x²/2) (for |x| ≤ 20; 0 beyond), which GELU's backward reuses.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> PhiV(Vector256<float> x, out Vector256<float> expHalfSq)
     {
         var signMask = Vector256.Create(-0f);
         var z = Avx.Multiply(Avx.AndNot(signMask, x), Vector256.Create(InvSqrt2));
@@ -274,6 +308,7 @@ public static class FastMath
         var sq = Avx.Multiply(ax, ax);
         var sqErr = Fma.MultiplySubtract(ax, ax, sq);
         var ez = Avx.Multiply(ExpV(Avx.Multiply(sq, Vector256.Create(-0.5f))), Fma.MultiplyAddNegated(half, sqErr, Vector256.Create(1f)));
+        expHalfSq = ez;
         var c = Avx.Multiply(Avx.Multiply(half, ez), q);
         var posL = Avx.Subtract(Vector256.Create(1f), c);
         var pos = Avx.BlendVariable(posL, posS, Avx.CompareLessThan(z, Vector256.Create(ErfSplit)));
@@ -386,8 +421,9 @@ public static class FastMath
         public static float Scalar(float x, float g) => g * GeluGradScalar(x);
         public static Vector256<float> Vec(Vector256<float> x, Vector256<float> g)
         {
-            var pdf = Avx.Multiply(Vector256.Create(InvSqrt2Pi), ExpV(Avx.Multiply(Vector256.Create(-0.5f), Avx.Multiply(x, x))));
-            return Avx.Multiply(g, Fmadd(x, pdf, PhiV(x)));
+            var phi = PhiV(x, out var e);
+            var pdf = Avx.Multiply(Vector256.Create(InvSqrt2Pi), e);
+            return Avx.Multiply(g, Fmadd(x, pdf, phi));
         }
     }
 

@@ -2,7 +2,7 @@ namespace Vlm.Core.Kernels;
 
 public enum GemmBackend
 {
-    /// <summary>OpenBLAS when libopenblas.so.0 loads, else managed.</summary>
+    /// <summary>Managed on AVX-512 CPUs; else OpenBLAS when libopenblas.so.0 loads; else managed (see Gemm.Resolve).</summary>
     Auto,
     Managed,
     OpenBlas,
@@ -13,8 +13,9 @@ public enum GemmBackend
 /// <summary>
 /// Row-major single-precision GEMM: C = alpha · op(A) · op(B) + beta · C, with op(X) = X or Xᵀ.
 /// A is M×K after op (lda = row stride of A as stored), B is K×N after op, C is M×N.
-/// Backend selection: <c>VLM_GEMM=managed|openblas|naive</c> forces one; otherwise OpenBLAS when it loads
-/// (see <see cref="Resolve"/> for why, and for the calls that still go to the managed kernel).
+/// Backend selection: <c>VLM_GEMM=managed|openblas|naive</c> forces one; otherwise <see cref="Resolve"/> picks
+/// (managed on AVX-512 CPUs, else OpenBLAS when it loads). Calls with <c>parallel: false</c> always run the
+/// managed single-threaded kernel unless the backend is Naive.
 /// </summary>
 public static class Gemm
 {
@@ -31,11 +32,17 @@ public static class Gemm
     /// <summary>The backend calls actually use after resolving Auto (and any <see cref="Use"/> scope).</summary>
     public static GemmBackend Effective => Resolve(_scoped.Value ?? _backend);
 
-    /// <summary>Auto → OpenBLAS when libopenblas loads, else Managed. Measured on the project machine
-    /// (docs/performance.md): OpenBLAS is at least as fast as the managed kernel on the large 2-thread products,
-    /// so it is the default; the managed kernel serves every <c>parallel: false</c> call either way.</summary>
+    /// <summary>
+    /// Auto → the managed kernel on AVX-512 CPUs, else OpenBLAS when libopenblas loads, else managed.
+    /// Measured side by side on the project machine (docs/performance.md, "GEMM"): the managed AVX-512 6×32 kernel
+    /// matched OpenBLAS 0.3.21 within noise on the ViT shapes at 1 thread, and matched or beat it at 2 threads
+    /// (far ahead on small parallel products, where OpenBLAS's spinning pool suffers on a loaded machine); it also
+    /// has no process-global thread state. The AVX2 6×16 kernel stayed at ~0.85–0.95× OpenBLAS, so AVX2-only CPUs
+    /// keep OpenBLAS. <c>VLM_GEMM=openblas|managed</c> overrides.
+    /// </summary>
     public static GemmBackend Resolve(GemmBackend b) => b switch
     {
+        GemmBackend.Auto when GemmManaged.IsAccelerated && System.Runtime.Intrinsics.X86.Avx512F.IsSupported => GemmBackend.Managed,
         GemmBackend.Auto => OpenBlas.IsAvailable ? GemmBackend.OpenBlas : GemmBackend.Managed,
         _ => b,
     };

@@ -92,6 +92,8 @@ public static partial class F
 
         var qc = q; var kc = k; var vc = v;
         var ql = HeadLayout.Of(ref qc); var kl = HeadLayout.Of(ref kc); var vl = HeadLayout.Of(ref vc);
+        // Fewer heads than cores (one long sequence): let each product use the cores instead.
+        bool innerParallel = B * H < Environment.ProcessorCount;
         Tensor[] inputs = mF != null ? [q, k, v, mask!] : [q, k, v];
         bool record = Recorder.ShouldRecord(inputs);
         bool keepP = record || wantProbs;
@@ -112,7 +114,7 @@ public static partial class F
                 int b = i / H, h = i % H;
                 var p = keepP ? probs!.Data.AsSpan(i * tt, tt) : scratch.AsSpan(0, tt);
                 Gemm.Sgemm(false, true, Tq, Tk, D, scale, ql.Data.AsSpan(ql.Base(b, h)), ql.RowStride,
-                    kl.Data.AsSpan(kl.Base(b, h)), kl.RowStride, 0f, p, Tk, parallel: false);
+                    kl.Data.AsSpan(kl.Base(b, h)), kl.RowStride, 0f, p, Tk, parallel: innerParallel);
                 for (int r = 0; r < Tq; r++)
                 {
                     var row = p.Slice(r * Tk, Tk);
@@ -137,7 +139,7 @@ public static partial class F
                     TensorPrimitives.Multiply(p, dmask.AsSpan(i * tt, tt), pd);
                 }
                 Gemm.Sgemm(false, false, Tq, Dv, Tk, 1f, pd, Tk, vl.Data.AsSpan(vl.Base(b, h)), vl.RowStride,
-                    0f, od.AsSpan(b * Tq * H * Dv + h * Dv), H * Dv, parallel: false);
+                    0f, od.AsSpan(b * Tq * H * Dv + h * Dv), H * Dv, parallel: innerParallel);
                 return scratch;
             }, _ => { });
 
@@ -176,11 +178,11 @@ public static partial class F
                             pd = t;
                         }
                         // dV = dropout(P)ᵀ · g
-                        Gemm.Sgemm(true, false, Tk, Dv, Tq, 1f, pd, Tk, gi, ldg, 0f, dv.Data.AsSpan(b * Tk * H * Dv + h * Dv), H * Dv, parallel: false);
+                        Gemm.Sgemm(true, false, Tk, Dv, Tq, 1f, pd, Tk, gi, ldg, 0f, dv.Data.AsSpan(b * Tk * H * Dv + h * Dv), H * Dv, parallel: innerParallel);
                     }
                     if (dq == null && dk == null && dScores == null) return scratch;
                     // dP = g · Vᵀ, through the dropout mask, then the softmax Jacobian row by row.
-                    Gemm.Sgemm(false, true, Tq, Tk, Dv, 1f, gi, ldg, vl.Data.AsSpan(vl.Base(b, h)), vl.RowStride, 0f, dp, Tk, parallel: false);
+                    Gemm.Sgemm(false, true, Tq, Tk, Dv, 1f, gi, ldg, vl.Data.AsSpan(vl.Base(b, h)), vl.RowStride, 0f, dp, Tk, parallel: innerParallel);
                     if (dmask != null) TensorPrimitives.Multiply(dp, dmask.AsSpan(i * tt, tt), dp);
                     for (int r = 0; r < Tq; r++)
                     {
@@ -190,10 +192,10 @@ public static partial class F
                     if (dScores != null) dp.CopyTo(dScores.Data.AsSpan(i * tt, tt));
                     if (dq != null)
                         Gemm.Sgemm(false, false, Tq, D, Tk, scale, dp, Tk, kl.Data.AsSpan(kl.Base(b, h)), kl.RowStride,
-                            0f, dq.Data.AsSpan(b * Tq * H * D + h * D), H * D, parallel: false);
+                            0f, dq.Data.AsSpan(b * Tq * H * D + h * D), H * D, parallel: innerParallel);
                     if (dk != null)
                         Gemm.Sgemm(true, false, Tk, D, Tq, scale, dp, Tk, ql.Data.AsSpan(ql.Base(b, h)), ql.RowStride,
-                            0f, dk.Data.AsSpan(b * Tk * H * D + h * D), H * D, parallel: false);
+                            0f, dk.Data.AsSpan(b * Tk * H * D + h * D), H * D, parallel: innerParallel);
                     return scratch;
                 }, _ => { });
             if (mF == null) return [dq, dk, dv];

@@ -36,17 +36,25 @@ public static partial class F
             throw new ArgumentException($"conv2d kernel ({kh}, {kw}) is larger than the padded input {x.ShapeString}");
         var g = new ConvGeometry(C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo);
         int P = Ho * Wo, K = C * kh * kw;
+        // colᵀ is built for a block of output positions at a time, so its memory stays bounded (≤ 4 MiB or one row)
+        // on large images; the ViT patch embedding fits in one block.
+        int PB = Math.Clamp((1 << 20) / Math.Max(K, 1), 1, P);
 
         var xc = x.Contiguous(); var wc = weight.Contiguous(); var bc = bias?.Contiguous();
         float[] xd = xc.Data, wd = wc.Data; int xo = xc.Offset, wo = wc.Offset;
         var y = Tensor.NewResult([N, O, Ho, Wo]);
         float[] yd = y.Data;
         bool inner = N == 1;
-        Parallel.For(0, N, new ParallelOptions { MaxDegreeOfParallelism = inner ? 1 : -1 }, () => new float[P * K], (n, _, col) =>
+        Parallel.For(0, N, new ParallelOptions { MaxDegreeOfParallelism = inner ? 1 : -1 }, () => new float[PB * K], (n, _, col) =>
         {
-            g.Im2Col(xd.AsSpan(xo + n * C * H * W, C * H * W), col);
             var yn = yd.AsSpan(n * O * P, O * P);
-            Gemm.Sgemm(false, true, O, P, K, 1f, wd.AsSpan(wo), K, col, K, 0f, yn, P, parallel: inner);
+            for (int p0 = 0; p0 < P; p0 += PB)
+            {
+                int pb = Math.Min(PB, P - p0);
+                g.Im2Col(xd.AsSpan(xo + n * C * H * W, C * H * W), col, p0, pb);
+                // out[:, p0 : p0+pb] = W (O, K) · colᵀᵀ
+                Gemm.Sgemm(false, true, O, pb, K, 1f, wd.AsSpan(wo), K, col, K, 0f, yn[p0..], P, parallel: inner);
+            }
             if (bc != null)
                 for (int o = 0; o < O; o++) TensorPrimitives.Add(yn.Slice(o * P, P), bc.Data[bc.Offset + o], yn.Slice(o * P, P));
             return col;
@@ -65,22 +73,26 @@ public static partial class F
             var db = nb ? new float[O] : null;
             var gate = new object();
             Parallel.For(0, N, new ParallelOptions { MaxDegreeOfParallelism = inner ? 1 : -1 },
-                () => (col: new float[P * K], dwl: nw ? new float[O * K] : null, dbl: nb ? new float[O] : null),
+                () => (col: new float[PB * K], dwl: nw ? new float[O * K] : null, dbl: nb ? new float[O] : null),
                 (n, _, s) =>
                 {
                     var gn = gd.AsSpan(go + n * O * P, O * P);
-                    if (s.dwl != null)
-                    {
-                        // dW += g_n (O, P) · colᵀ (P, K)
-                        g.Im2Col(xd.AsSpan(xo + n * C * H * W, C * H * W), s.col);
-                        Gemm.Sgemm(false, false, O, K, P, 1f, gn, P, s.col, K, 1f, s.dwl, K, parallel: inner);
-                    }
                     if (s.dbl != null) for (int o = 0; o < O; o++) s.dbl[o] += TensorPrimitives.Sum(gn.Slice(o * P, P));
-                    if (dx != null)
+                    for (int p0 = 0; p0 < P; p0 += PB)
                     {
-                        // dcolᵀ (P, K) = g_nᵀ (P, O) · W (O, K), then scattered back onto the image.
-                        Gemm.Sgemm(true, false, P, K, O, 1f, gn, P, wd.AsSpan(wo), K, 0f, s.col, K, parallel: inner);
-                        g.Col2Im(s.col, dx.Data.AsSpan(n * C * H * W, C * H * W));
+                        int pb = Math.Min(PB, P - p0);
+                        if (s.dwl != null)
+                        {
+                            // dW += g_n[:, block] (O, pb) · colᵀ (pb, K)
+                            g.Im2Col(xd.AsSpan(xo + n * C * H * W, C * H * W), s.col, p0, pb);
+                            Gemm.Sgemm(false, false, O, K, pb, 1f, gn[p0..], P, s.col, K, 1f, s.dwl, K, parallel: inner);
+                        }
+                        if (dx != null)
+                        {
+                            // dcolᵀ (pb, K) = g_n[:, block]ᵀ · W (O, K), then scattered back onto the image.
+                            Gemm.Sgemm(true, false, pb, K, O, 1f, gn[p0..], P, wd.AsSpan(wo), K, 0f, s.col, K, parallel: inner);
+                            g.Col2Im(s.col, dx.Data.AsSpan(n * C * H * W, C * H * W), p0, pb);
+                        }
                     }
                     return s;
                 },
@@ -102,50 +114,50 @@ public static partial class F
     {
         private int K => C * Kh * Kw;
 
-        /// <summary>colᵀ[p = oy·Wo + ox, (c, ki, kj)] = x[c, oy·sh − ph + ki, ox·sw − pw + kj] (0 outside the image).
+        /// <summary>Rows p0 … p0+count−1 of colᵀ[p = oy·Wo + ox, (c, ki, kj)] = x[c, oy·sh − ph + ki, ox·sw − pw + kj] (0 outside the image).
         /// The kj run of each (p, c, ki) is one contiguous piece of an input row, clipped at the borders.</summary>
-        public void Im2Col(ReadOnlySpan<float> x, Span<float> col)
+        public void Im2Col(ReadOnlySpan<float> x, Span<float> col, int p0, int count)
         {
             int K = this.K;
-            for (int oy = 0; oy < Ho; oy++)
-                for (int ox = 0; ox < Wo; ox++)
-                {
-                    var row = col.Slice((oy * Wo + ox) * K, K);
-                    int ix0 = ox * Sw - Pw;
-                    int j0 = Math.Max(0, -ix0), j1 = Math.Min(Kw, W - ix0);
-                    for (int c = 0; c < C; c++)
-                        for (int ki = 0; ki < Kh; ki++)
-                        {
-                            var seg = row.Slice((c * Kh + ki) * Kw, Kw);
-                            int iy = oy * Sh - Ph + ki;
-                            if (iy < 0 || iy >= H || j1 <= j0) { seg.Clear(); continue; }
-                            if (j0 > 0) seg[..j0].Clear();
-                            x.Slice(c * H * W + iy * W + ix0 + j0, j1 - j0).CopyTo(seg[j0..j1]);
-                            if (j1 < Kw) seg[j1..].Clear();
-                        }
-                }
+            for (int p = p0; p < p0 + count; p++)
+            {
+                int oy = p / Wo, ox = p % Wo;
+                var row = col.Slice((p - p0) * K, K);
+                int ix0 = ox * Sw - Pw;
+                int j0 = Math.Max(0, -ix0), j1 = Math.Min(Kw, W - ix0);
+                for (int c = 0; c < C; c++)
+                    for (int ki = 0; ki < Kh; ki++)
+                    {
+                        var seg = row.Slice((c * Kh + ki) * Kw, Kw);
+                        int iy = oy * Sh - Ph + ki;
+                        if (iy < 0 || iy >= H || j1 <= j0) { seg.Clear(); continue; }
+                        if (j0 > 0) seg[..j0].Clear();
+                        x.Slice(c * H * W + iy * W + ix0 + j0, j1 - j0).CopyTo(seg[j0..j1]);
+                        if (j1 < Kw) seg[j1..].Clear();
+                    }
+            }
         }
 
         /// <summary>The adjoint of Im2Col: dx[c, iy, ix] += dcolᵀ[p, (c, ki, kj)].</summary>
-        public void Col2Im(ReadOnlySpan<float> col, Span<float> dx)
+        public void Col2Im(ReadOnlySpan<float> col, Span<float> dx, int p0, int count)
         {
             int K = this.K;
-            for (int oy = 0; oy < Ho; oy++)
-                for (int ox = 0; ox < Wo; ox++)
-                {
-                    var row = col.Slice((oy * Wo + ox) * K, K);
-                    int ix0 = ox * Sw - Pw;
-                    int j0 = Math.Max(0, -ix0), j1 = Math.Min(Kw, W - ix0);
-                    if (j1 <= j0) continue;
-                    for (int c = 0; c < C; c++)
-                        for (int ki = 0; ki < Kh; ki++)
-                        {
-                            int iy = oy * Sh - Ph + ki;
-                            if (iy < 0 || iy >= H) continue;
-                            var d = dx.Slice(c * H * W + iy * W + ix0 + j0, j1 - j0);
-                            TensorPrimitives.Add(d, row.Slice((c * Kh + ki) * Kw + j0, j1 - j0), d);
-                        }
-                }
+            for (int p = p0; p < p0 + count; p++)
+            {
+                int oy = p / Wo, ox = p % Wo;
+                var row = col.Slice((p - p0) * K, K);
+                int ix0 = ox * Sw - Pw;
+                int j0 = Math.Max(0, -ix0), j1 = Math.Min(Kw, W - ix0);
+                if (j1 <= j0) continue;
+                for (int c = 0; c < C; c++)
+                    for (int ki = 0; ki < Kh; ki++)
+                    {
+                        int iy = oy * Sh - Ph + ki;
+                        if (iy < 0 || iy >= H) continue;
+                        var d = dx.Slice(c * H * W + iy * W + ix0 + j0, j1 - j0);
+                        TensorPrimitives.Add(d, row.Slice((c * Kh + ki) * Kw + j0, j1 - j0), d);
+                    }
+            }
         }
     }
 }

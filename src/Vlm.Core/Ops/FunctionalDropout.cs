@@ -33,8 +33,16 @@ public static partial class F
         var mask = new float[n];
         if (p >= 1f) return mask;
         float scale = 1f / (1f - p);
-        double keep = 1.0 - p;
-        for (int i = 0; i < n; i++) mask[i] = rng.NextDouble() < keep ? scale : 0f;
+        // Keep when a 32-bit uniform falls below (1 − p)·2³²: two draws per generator step.
+        ulong threshold = (ulong)((1.0 - p) * 4294967296.0);
+        int i = 0;
+        for (; i + 1 < n; i += 2)
+        {
+            ulong r = rng.NextUInt64();
+            mask[i] = (r & 0xFFFFFFFFUL) < threshold ? scale : 0f;
+            mask[i + 1] = (r >> 32) < threshold ? scale : 0f;
+        }
+        if (i < n) mask[i] = (rng.NextUInt64() & 0xFFFFFFFFUL) < threshold ? scale : 0f;
         return mask;
     }
 }

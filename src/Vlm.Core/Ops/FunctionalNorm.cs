@@ -1,6 +1,6 @@
 using System.Numerics.Tensors;
-using System.Runtime.CompilerServices;
 using Vlm.Core.Autograd;
+using Vlm.Core.Kernels;
 
 namespace Vlm.Core;
 
@@ -33,7 +33,7 @@ public static partial class F
         ForChunks(rows, (long)rows * n * 4, (r0, r1) =>
         {
             for (int r = r0; r < r1; r++)
-                LayerNormRow(xd.AsSpan(xo + r * n, n), yd.AsSpan(r * n, n),
+                NormKernels.LayerNormRow(xd.AsSpan(xo + r * n, n), yd.AsSpan(r * n, n),
                     wc is null ? default : wc.Data.AsSpan(wc.Offset, n), bc is null ? default : bc.Data.AsSpan(bc.Offset, n),
                     eps, out mean[r], out rstd[r]);
         });
@@ -57,7 +57,7 @@ public static partial class F
                 var pb = needB ? new float[n] : null;
                 var scratch = new float[n];
                 for (int r = r0; r < r1; r++)
-                    LayerNormBackwardRow(xd.AsSpan(xo + r * n, n), gd.AsSpan(go + r * n, n),
+                    NormKernels.LayerNormBackwardRow(xd.AsSpan(xo + r * n, n), gd.AsSpan(go + r * n, n),
                         wc is null ? default : wc.Data.AsSpan(wc.Offset, n), mean[r], rstd[r],
                         dx is null ? default : dx.Data.AsSpan(r * n, n), pw, pb, scratch);
                 lock (gate)
@@ -71,52 +71,6 @@ public static partial class F
             if (bias != null) grads.Add(needB ? Tensor.FromArray(db, normalizedShape) : null);
             return grads.ToArray();
         });
-    }
-
-    /// <summary>One row: y = (x − mean)·rstd·w + b. Two passes over x (mean, then centred squares) for accuracy.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void LayerNormRow(ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> w, ReadOnlySpan<float> b,
-        float eps, out float mean, out float rstd)
-    {
-        int n = x.Length;
-        float m = TensorPrimitives.Sum(x) / n;
-        TensorPrimitives.Subtract(x, m, y);
-        float var = TensorPrimitives.SumOfSquares(y) / n;
-        float rs = 1f / MathF.Sqrt(var + eps);
-        if (w.IsEmpty && b.IsEmpty) TensorPrimitives.Multiply(y, rs, y);
-        else if (b.IsEmpty)
-        {
-            TensorPrimitives.Multiply(y, rs, y);
-            TensorPrimitives.Multiply(y, w, y);
-        }
-        else if (w.IsEmpty) TensorPrimitives.MultiplyAdd(y, rs, b, y);
-        else
-        {
-            TensorPrimitives.Multiply(y, rs, y);
-            TensorPrimitives.FusedMultiplyAdd(y, w, b, y);
-        }
-        mean = m; rstd = rs;
-    }
-
-    /// <summary>dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = g·w and x̂ = (x − mean)·rstd; dw += g·x̂; db += g.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void LayerNormBackwardRow(ReadOnlySpan<float> x, ReadOnlySpan<float> g, ReadOnlySpan<float> w,
-        float mean, float rstd, Span<float> dx, float[]? dw, float[]? db, float[] scratch)
-    {
-        int n = x.Length;
-        var xhat = scratch.AsSpan(0, n);
-        TensorPrimitives.Subtract(x, mean, xhat);
-        TensorPrimitives.Multiply(xhat, rstd, xhat);
-        if (dw != null) TensorPrimitives.FusedMultiplyAdd(g, xhat, dw, dw);
-        if (db != null) TensorPrimitives.Add(db, g, db);
-        if (dx.IsEmpty) return;
-        if (w.IsEmpty) g.CopyTo(dx); else TensorPrimitives.Multiply(g, w, dx);
-        float meanG = TensorPrimitives.Sum(dx) / n;
-        float meanGX = TensorPrimitives.Dot(dx, xhat) / n;
-        // dx = (ĝ − meanG − x̂·meanGX)·rstd
-        TensorPrimitives.MultiplyAdd(xhat, -meanGX, dx, dx);
-        TensorPrimitives.Subtract(dx, meanG, dx);
-        TensorPrimitives.Multiply(dx, rstd, dx);
     }
 
     /// <summary>torch.nn.functional.normalize: x / max(‖x‖_p, eps) along <paramref name="dim"/>.</summary>

@@ -192,9 +192,15 @@ public sealed partial class Tensor
     {
         if (mask.DType is not (DType.Bool or DType.UInt8))
             throw new ArgumentException($"{op}: mask {mask.Name ?? mask.ShapeString} must be bool or uint8, got {mask.DType}");
-        var m = NewResult(shape, mask.DType);
-        m.CopyFrom(mask);
-        var b = m.Storage.U8!;
+        var b = new byte[ShapeUtil.Numel(shape)];
+        var src = mask.Storage.U8!;
+        StridedLoop.Run(shape, ShapeUtil.ContiguousStrides(shape), 0,
+            ShapeUtil.BroadcastStrides(mask.Shape, mask.Strides, shape), mask.Offset, new int[shape.Length], 0,
+            (o, a, _, n, so, sa, _) =>
+            {
+                if (sa == 0) { if (src[a] != 0) b.AsSpan(o, n).Fill(1); }
+                else for (int i = 0; i < n; i++) b[o + i] = src[a + i * sa] != 0 ? (byte)1 : (byte)0;
+            });
         return b;
     }
 
@@ -269,16 +275,7 @@ public sealed partial class Tensor
     {
         if (min is null && max is null) throw new ArgumentException("clamp needs min or max");
         float lo = min ?? float.NegativeInfinity, hi = max ?? float.PositiveInfinity;
-        var y = MapKernel((x, d) =>
-        {
-            for (int i = 0; i < d.Length; i++)
-            {
-                float v = x[i];
-                if (v < lo) v = lo;
-                if (v > hi) v = hi;
-                d[i] = v;
-            }
-        }, 1 << 16);
+        var y = MapKernel((x, d) => Kernels.FastMath.Clamp(x, lo, hi, d), 1 << 16);
         var xin = this;
         return Recorder.Record(y, "clamp", [xin], g => [ZipKernel(xin, g, (x, gg, d) =>
         {

@@ -40,6 +40,7 @@ public sealed partial class Tensor
         var r = NewResult(ShapeArray());
         var sd = src.Data; int so = src.Offset; var rd = r.Data;
         ParallelSpans(Numel, (s, e) => kernel(new ReadOnlySpan<float>(sd, so + s, e - s), rd.AsSpan(s, e - s)), threshold);
+        if (!ReferenceEquals(src, this)) src.Dispose(); // a temporary contiguous copy: back to the pool
         return r;
     }
 
@@ -51,6 +52,8 @@ public sealed partial class Tensor
         var r = NewResult(x.ShapeArray());
         var xd = xc.Data; int xo = xc.Offset; var gd = gc.Data; int go = gc.Offset; var rd = r.Data;
         ParallelSpans(r.Numel, (s, e) => kernel(new ReadOnlySpan<float>(xd, xo + s, e - s), new ReadOnlySpan<float>(gd, go + s, e - s), rd.AsSpan(s, e - s)), threshold);
+        if (!ReferenceEquals(xc, x)) xc.Dispose();
+        if (!ReferenceEquals(gc, g)) gc.Dispose();
         return r;
     }
 
@@ -203,13 +206,10 @@ public sealed partial class Tensor
         })]);
     }
 
-    /// <summary>max(x, 0); NaN stays NaN. Gradient 0 where the output is ≤ 0 (torch's threshold_backward).</summary>
+    /// <summary>max(x, 0); NaN and -0 pass through (torch). Gradient 0 where the output is ≤ 0 (torch's threshold_backward).</summary>
     public Tensor Relu()
     {
-        var y = MapKernel((x, d) =>
-        {
-            for (int i = 0; i < d.Length; i++) { float v = x[i]; d[i] = v > 0f || float.IsNaN(v) ? v : 0f; }
-        }, 1 << 16);
+        var y = MapKernel(FastMath.Relu, 1 << 16);
         if (!Recorder.ShouldRecord(this)) return y;
         Recorder.Save(y);
         return Recorder.Record(y, "relu", [this], g => [ZipKernel(y, g, (o, gg, d) =>

@@ -90,6 +90,19 @@ internal static class BtInit
     /// <summary>HF BridgeTower `_init_weights`: Linear / Conv / Embedding weights N(0, 0.05·factor).</summary>
     public static Initializer Weight(float factor) => Init.Normal(0f, 0.05f * factor);
 
+    /// <summary>Applies view ops in turn, disposing the in-between views (the result keeps the storage alive).</summary>
+    public static Tensor Chain(Tensor x, params Func<Tensor, Tensor>[] ops)
+    {
+        var cur = x;
+        foreach (var op in ops)
+        {
+            var next = op(cur);
+            if (!ReferenceEquals(cur, x) && !ReferenceEquals(next, cur)) Free(cur);
+            cur = next;
+        }
+        return cur;
+    }
+
     /// <summary>Disposes an intermediate in no-grad inference (a no-op for tensors the graph keeps).</summary>
     public static void Free(Tensor? t)
     {
@@ -169,7 +182,7 @@ public sealed class BtSelfAttention : Module
     private Tensor Heads(Tensor x) // (B, L, H·d) → (B, H, L, d)
     {
         int b = x.Size(0), l = x.Size(1);
-        return x.Reshape(b, l, _heads, _headDim).Permute(0, 2, 1, 3);
+        return BtInit.Chain(x, t => t.Reshape(b, l, _heads, _headDim), t => t.Permute(0, 2, 1, 3));
     }
 
     /// <param name="mask">additive mask broadcastable to (B, H, Lq, Lk), or null for none</param>
@@ -177,10 +190,13 @@ public sealed class BtSelfAttention : Module
     public (Tensor context, Tensor? probs) Forward(Tensor hidden, Tensor? mask, Tensor? encoderHidden, bool wantProbs)
     {
         var src = encoderHidden ?? hidden;
-        var q = Heads(_query.Forward(hidden));           // (B, H, Lq, d)
-        var k = Heads(_key.Forward(src));                // (B, H, Lk, d)
-        var v = Heads(_value.Forward(src));              // (B, H, Lk, d)
-        var scores = q.MatMul(k.T);                      // (B, H, Lq, Lk)
+        var ql = _query.Forward(hidden); var kl = _key.Forward(src); var vl = _value.Forward(src);
+        var q = Heads(ql);                               // (B, H, Lq, d)
+        var k = Heads(kl);                               // (B, H, Lk, d)
+        var v = Heads(vl);                               // (B, H, Lk, d)
+        // HF: softmax((q·kᵀ + rel) / √d + mask). The fused kernel computes softmax(q·kᵀ/√d + bias), so the
+        // relative-position scores join the additive mask as rel / √d.
+        Tensor? bias = mask;
         if (_distance != null)
         {
             int lq = q.Size(2), lk = k.Size(2);
@@ -195,31 +211,24 @@ public sealed class BtSelfAttention : Module
                 }
             var pos = Tensor.Embedding(_distance, Tensor.FromArray(idx, lq, lk)); // (Lq, Lk, d)
             // einsum("bhld,lrd->bhlr", q, pos)
-            var rq = q.Unsqueeze(3).MatMul(pos.Transpose(-1, -2)).Squeeze(3);
-            scores = scores.Add(rq);
+            var rel = q.Unsqueeze(3).MatMul(pos.Transpose(-1, -2)).Squeeze(3);
             if (_posType == TextPositionEmbedding.RelativeKeyQuery)
             {
                 // einsum("bhrd,lrd->bhlr", k, pos)
                 var rk = k.Unsqueeze(3).MatMul(pos.Permute(1, 2, 0)).Squeeze(3).Transpose(-1, -2);
-                scores = scores.Add(rk);
+                rel = rel.Add(rk);
             }
+            var relScaled = rel.Div(MathF.Sqrt(_headDim));
+            bias = mask is null ? relScaled : relScaled.Add(mask);
         }
-        var scaled = scores.Div(MathF.Sqrt(_headDim));
-        BtInit.Free(scores);
-        if (mask != null)
-        {
-            var m = scaled.Add(mask);
-            BtInit.Free(scaled);
-            scaled = m;
-        }
-        var probs = F.Softmax(scaled, -1);
-        BtInit.Free(scaled);
-        var dropped = F.Dropout(probs, _dropout, Training, _ctx.DropoutRng);
-        var ctx = dropped.MatMul(v);                     // (B, H, Lq, d)
-        if (!wantProbs && !ReferenceEquals(dropped, probs)) BtInit.Free(probs);
-        if (!wantProbs) BtInit.Free(dropped);
+        float p = Training ? _dropout : 0f;
+        Tensor ctx; Tensor? probs = null;
+        if (wantProbs) (ctx, probs) = F.ScaledDotProductAttentionWithProbs(q, k, v, bias, dropoutP: p, rng: _ctx.DropoutRng);
+        else ctx = F.ScaledDotProductAttention(q, k, v, bias, dropoutP: p, rng: _ctx.DropoutRng);   // (B, H, Lq, d)
+        BtInit.Free(q); BtInit.Free(k); BtInit.Free(v); BtInit.Free(ql); BtInit.Free(kl); BtInit.Free(vl);
         int bsz = ctx.Size(0), len = ctx.Size(2);
-        var outT = ctx.Permute(0, 2, 1, 3).Reshape(bsz, len, _heads * _headDim);
+        var outT = BtInit.Chain(ctx, t => t.Permute(0, 2, 1, 3), t => t.Reshape(bsz, len, _heads * _headDim));
+        BtInit.Free(ctx);
         return (outT, wantProbs ? probs : null);
     }
 }
@@ -449,15 +458,12 @@ public sealed class BtResidualAttention : Module
         var qkv0 = x.MatMul(_inW.T);
         var qkv = qkv0.Add(_inB);                                     // (B, N, 3D)
         BtInit.Free(qkv0);
-        Tensor Split(int i) => qkv.Narrow(-1, i * _d, _d).Reshape(b, n, _heads, hd).Permute(0, 2, 1, 3); // (B, H, N, hd)
-        var q = Split(0).Div(MathF.Sqrt(hd));
-        var scores = q.MatMul(Split(1).T);                            // (B, H, N, N)
-        BtInit.Free(q);
-        var probs = F.Softmax(scores, -1);
-        BtInit.Free(scores);
-        var ctx = probs.MatMul(Split(2));                             // (B, H, N, hd)
-        BtInit.Free(probs);
-        var merged = ctx.Permute(0, 2, 1, 3).Reshape(b, n, _d);
+        Tensor Split(int i) => BtInit.Chain(qkv, t => t.Narrow(-1, i * _d, _d), t => t.Reshape(b, n, _heads, hd), t => t.Permute(0, 2, 1, 3)); // (B, H, N, hd)
+        // nn.MultiheadAttention (no masks): softmax(q·kᵀ/√hd)·v per head.
+        Tensor q = Split(0), k = Split(1), v = Split(2);
+        var ctx = F.ScaledDotProductAttention(q, k, v);                                  // (B, H, N, hd)
+        BtInit.Free(q); BtInit.Free(k); BtInit.Free(v);
+        var merged = BtInit.Chain(ctx, t => t.Permute(0, 2, 1, 3), t => t.Reshape(b, n, _d));
         var o = _outProj.Forward(merged);
         BtInit.Free(merged); BtInit.Free(ctx); BtInit.Free(qkv);
         return o;

@@ -1,5 +1,4 @@
 using Vlm.Core;
-using Vlm.Nn.Internal;
 
 namespace Vlm.Nn;
 
@@ -12,17 +11,17 @@ public static class Activations
 {
     private static readonly Dictionary<string, Func<Tensor, Tensor>> Table = new(StringComparer.Ordinal)
     {
-        ["gelu"] = Fallback.Gelu,
-        ["gelu_python"] = Fallback.Gelu,
-        ["gelu_new"] = Fallback.GeluTanh,
-        ["gelu_fast"] = Fallback.GeluTanh,
-        ["gelu_pytorch_tanh"] = Fallback.GeluTanh,
-        ["quick_gelu"] = Fallback.QuickGelu,
-        ["relu"] = Fallback.Relu,
-        ["silu"] = Fallback.Silu,
-        ["swish"] = Fallback.Silu,
-        ["tanh"] = Fallback.Tanh,
-        ["sigmoid"] = Fallback.Sigmoid,
+        ["gelu"] = x => x.Gelu(),
+        ["gelu_python"] = x => x.Gelu(),
+        ["gelu_new"] = x => x.GeluTanh(),
+        ["gelu_fast"] = x => x.GeluTanh(),
+        ["gelu_pytorch_tanh"] = x => x.GeluTanh(),
+        ["quick_gelu"] = x => x.QuickGelu(),
+        ["relu"] = x => x.Relu(),
+        ["silu"] = x => x.Silu(),
+        ["swish"] = x => x.Silu(),
+        ["tanh"] = x => x.Tanh(),
+        ["sigmoid"] = x => x.Sigmoid(),
         ["linear"] = x => x,
     };
 

@@ -1,5 +1,4 @@
 using Vlm.Core;
-using Vlm.Nn.Internal;
 
 namespace Vlm.Nn;
 
@@ -11,9 +10,8 @@ public sealed class Embedding : Module
     public int? PaddingIdx { get; }
     public Tensor Weight { get; } // (num, dim)
 
-    /// <param name="init">Default Normal(0, 1) like PyTorch; the padding row is zeroed after init (as PyTorch and HF do).
-    /// Unlike PyTorch the padding row is not excluded from gradients; models that train it keep it at whatever
-    /// the optimizer makes it.</param>
+    /// <param name="init">Default Normal(0, 1) like PyTorch; the padding row is zeroed after init and gets no
+    /// gradient (as nn.Embedding(padding_idx=…)).</param>
     public Embedding(int numEmbeddings, int dim, VarBuilder vb, int? paddingIdx = null, Initializer? init = null)
     {
         if (numEmbeddings <= 0 || dim <= 0) throw new ArgumentException($"Embedding {vb.Prefix}: sizes must be positive, got {numEmbeddings}x{dim}");
@@ -31,6 +29,6 @@ public sealed class Embedding : Module
     {
         if (ids.DType is not (DType.Int64 or DType.Int32))
             throw new ArgumentException($"Embedding {Weight.Name}: ids must be int64 or int32, got {ids.DType}");
-        return Fallback.Embedding(Weight, ids);
+        return Tensor.Embedding(Weight, ids, PaddingIdx);
     }
 }

@@ -41,7 +41,15 @@ public sealed class AdamW : Optimizer
         if (!_state.TryGetValue(name, out var s)) _state[name] = s = new State(p.Length);
         s.Step++;
         var k = Coefficients(s.Step, lr, weightDecay, Beta1, Beta2, Eps);
-        Kernel(p, g, s.M, s.V, k);
+        unsafe
+        {
+            fixed (float* pp = p, gp = g, mp = s.M, vp = s.V)
+            {
+                nint pa = (nint)pp, ga = (nint)gp, ma = (nint)mp, va = (nint)vp;
+                Chunked(p.Length, (a, b) => Kernel(new Span<float>((float*)pa + a, b - a), new ReadOnlySpan<float>((float*)ga + a, b - a),
+                    new Span<float>((float*)ma + a, b - a), new Span<float>((float*)va + a, b - a), k));
+            }
+        }
     }
 
     /// <summary>The float scalars of one step, rounded as PyTorch rounds them.</summary>

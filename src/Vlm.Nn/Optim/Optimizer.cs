@@ -133,4 +133,19 @@ public abstract class Optimizer
     }
 
     protected static float[] CopyOf(Tensor t) => t.Contiguous().ToArray();
+
+    /// <summary>Runs an element-wise update over [0, n) in chunks spread over the cores when n is large. Chunk bounds
+    /// are multiples of 64 elements, and every element's arithmetic is independent of the split, so results do not
+    /// depend on the number of cores.</summary>
+    protected static void Chunked(int n, Action<int, int> body)
+    {
+        const int MinPerWorker = 1 << 15;
+        int workers = Math.Min(Environment.ProcessorCount, n / MinPerWorker);
+        if (workers <= 1) { body(0, n); return; }
+        Parallel.For(0, workers, w =>
+        {
+            int s = (int)((long)n * w / workers) & ~63, e = w == workers - 1 ? n : (int)((long)n * (w + 1) / workers) & ~63;
+            if (e > s) body(s, e);
+        });
+    }
 }

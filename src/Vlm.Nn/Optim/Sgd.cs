@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Vlm.Core;
 
@@ -26,7 +27,6 @@ public sealed class Sgd : Optimizer
 
     protected override void Update(string name, Span<float> p, ReadOnlySpan<float> g, double lr, double weightDecay)
     {
-        float wd = (float)weightDecay, mu = (float)Momentum, oneMinusDamp = (float)(1 - Dampening), negLr = (float)(-lr);
         float[]? buf = null;
         bool first = false;
         if (Momentum != 0 && !_buffers.TryGetValue(name, out buf))
@@ -34,37 +34,65 @@ public sealed class Sgd : Optimizer
             _buffers[name] = buf = new float[p.Length];
             first = true;
         }
+        var k = new Coeffs((float)weightDecay, (float)Momentum, (float)(1 - Dampening), (float)(-lr), buf != null, first, Nesterov);
+        unsafe
+        {
+            fixed (float* pp = p, gp = g, bp = buf)
+            {
+                nint pa = (nint)pp, ga = (nint)gp, ba = (nint)bp;
+                Chunked(p.Length, (a, b) => Kernel(new Span<float>((float*)pa + a, b - a), new ReadOnlySpan<float>((float*)ga + a, b - a),
+                    buf is null ? default : new Span<float>((float*)ba + a, b - a), k));
+            }
+        }
+    }
+
+    /// <summary>The float scalars of one step.</summary>
+    public readonly record struct Coeffs(float WeightDecay, float Momentum, float OneMinusDampening, float NegLr, bool HasBuffer, bool FirstStep, bool Nesterov);
+
+    /// <summary>One update over spans, vectorised (add-with-alpha as a fused multiply-add, like ATen's vectorised add).
+    /// <paramref name="buf"/> is the momentum buffer (empty without momentum).</summary>
+    public static void Kernel(Span<float> p, ReadOnlySpan<float> g, Span<float> buf, Coeffs k)
+    {
         int n = p.Length, i = 0;
         if (Vector.IsHardwareAccelerated && n >= Vector<float>.Count)
         {
             var pv = MemoryMarshal.Cast<float, Vector<float>>(p);
             var gv = MemoryMarshal.Cast<float, Vector<float>>(g);
-            var bv = buf is null ? default : MemoryMarshal.Cast<float, Vector<float>>(buf.AsSpan());
-            var wdv = new Vector<float>(wd); var muv = new Vector<float>(mu); var dv = new Vector<float>(oneMinusDamp); var lrv = new Vector<float>(negLr);
+            var bv = MemoryMarshal.Cast<float, Vector<float>>(buf);
+            var wdv = new Vector<float>(k.WeightDecay); var muv = new Vector<float>(k.Momentum);
+            var dv = new Vector<float>(k.OneMinusDampening); var lrv = new Vector<float>(k.NegLr);
             for (int j = 0; j < pv.Length; j++)
             {
-                var d = wd != 0 ? Vector.FusedMultiplyAdd(pv[j], wdv, gv[j]) : gv[j];
-                if (buf != null)
+                var d = k.WeightDecay != 0 ? Vector.FusedMultiplyAdd(pv[j], wdv, gv[j]) : gv[j];
+                if (k.HasBuffer)
                 {
-                    var b = first ? d : Vector.FusedMultiplyAdd(d, dv, bv[j] * muv);
+                    var b = k.FirstStep ? d : Vector.FusedMultiplyAdd(d, dv, bv[j] * muv);
                     bv[j] = b;
-                    d = Nesterov ? Vector.FusedMultiplyAdd(b, muv, d) : b;
+                    d = k.Nesterov ? Vector.FusedMultiplyAdd(b, muv, d) : b;
                 }
                 pv[j] = Vector.FusedMultiplyAdd(d, lrv, pv[j]);
             }
             i = pv.Length * Vector<float>.Count;
         }
-        for (; i < n; i++)
+        for (; i < n; i++) ScalarStep(ref p[i], g[i], ref (k.HasBuffer ? ref buf[i] : ref Unsafe.NullRef<float>()), k);
+    }
+
+    private static void ScalarStep(ref float p, float g, ref float buf, Coeffs k)
+    {
+        float d = k.WeightDecay != 0 ? MathF.FusedMultiplyAdd(p, k.WeightDecay, g) : g;
+        if (k.HasBuffer)
         {
-            float d = wd != 0 ? MathF.FusedMultiplyAdd(p[i], wd, g[i]) : g[i];
-            if (buf != null)
-            {
-                float b = first ? d : MathF.FusedMultiplyAdd(d, oneMinusDamp, buf[i] * mu);
-                buf[i] = b;
-                d = Nesterov ? MathF.FusedMultiplyAdd(b, mu, d) : b;
-            }
-            p[i] = MathF.FusedMultiplyAdd(d, negLr, p[i]);
+            float b = k.FirstStep ? d : MathF.FusedMultiplyAdd(d, k.OneMinusDampening, buf * k.Momentum);
+            buf = b;
+            d = k.Nesterov ? MathF.FusedMultiplyAdd(b, k.Momentum, d) : b;
         }
+        p = MathF.FusedMultiplyAdd(d, k.NegLr, p);
+    }
+
+    /// <summary>Element-at-a-time reference for <see cref="Kernel"/>.</summary>
+    public static void KernelNaive(Span<float> p, ReadOnlySpan<float> g, Span<float> buf, Coeffs k)
+    {
+        for (int i = 0; i < p.Length; i++) ScalarStep(ref p[i], g[i], ref (k.HasBuffer ? ref buf[i] : ref Unsafe.NullRef<float>()), k);
     }
 
     protected override IEnumerable<KeyValuePair<string, Tensor>> SaveSlots(string name)

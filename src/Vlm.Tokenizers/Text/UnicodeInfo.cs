@@ -102,6 +102,7 @@ public static class UnicodeInfo
     /// </summary>
     public static void Nfd(AlignedText t)
     {
+        if (AllBelow(t, 0xC0)) return; // nothing below U+00C0 decomposes or reorders
         var cps = new List<int>(t.Count + 8);
         var starts = new List<int>(t.Count + 8);
         var ends = new List<int>(t.Count + 8);
@@ -134,6 +135,8 @@ public static class UnicodeInfo
     /// <summary>NFC (NFD + canonical composition, UAX #15); a composite's span is the union of its parts.</summary>
     public static void Nfc(AlignedText t)
     {
+        // below U+0300 nothing decomposes differently under NFC and nothing combines: already NFC
+        if (AllBelow(t, 0x300)) return;
         Nfd(t);
         int n = t.Count;
         if (n == 0) return;
@@ -160,6 +163,12 @@ public static class UnicodeInfo
             w++;
         }
         t.Truncate(w);
+    }
+
+    private static bool AllBelow(AlignedText t, int limit)
+    {
+        foreach (int c in t.Cps) if (c >= limit) return false;
+        return true;
     }
 
     /// <summary>NFC / NFD of a plain string (surrogate-correct).</summary>

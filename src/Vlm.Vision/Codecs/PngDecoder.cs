@@ -133,26 +133,25 @@ public static class PngDecoder
         var d8 = sixteen ? [] : new byte[(long)width * height * channels];
         var d16 = sixteen ? new ushort[(long)width * height * channels] : [];
         int off = 0;
-        byte[] prevBuf = [], curBuf = [];
+        var zeros = new byte[(((long)width * bitsPerPixel + 7) / 8)];
         foreach (var (x0, y0, dx, dy) in passes)
         {
             int pw = (width - x0 + dx - 1) / dx, ph = (height - y0 + dy - 1) / dy;
             if (pw <= 0 || ph <= 0) continue;
             int rowBytes = (int)(((long)pw * bitsPerPixel + 7) / 8);
-            if (prevBuf.Length < rowBytes) { prevBuf = new byte[rowBytes]; curBuf = new byte[rowBytes]; }
-            var prev = prevBuf.AsSpan(0, rowBytes);
-            prev.Clear();
+            // Rows are unfiltered in place: the previous row of the pass sits just before this one in raw.
+            int prevOff = -1;
             for (int r = 0; r < ph; r++)
             {
                 int filter = raw[off];
-                var cur = curBuf.AsSpan(0, rowBytes);
-                raw.AsSpan(off + 1, rowBytes).CopyTo(cur);
-                off += 1 + rowBytes;
+                var cur = raw.AsSpan(off + 1, rowBytes);
+                var prev = prevOff < 0 ? zeros.AsSpan(0, rowBytes) : raw.AsSpan(prevOff, rowBytes);
                 Unfilter(filter, cur, prev, bpp, origin);
                 int y = y0 + r * dy;
                 if (sixteen) Emit16(cur, pw, channels, d16, ((long)y * width + x0) * channels, dx * channels);
                 else Emit8(cur, pw, channels, depth, colorType == 0, d8, ((long)y * width + x0) * channels, dx * channels);
-                cur.CopyTo(prev);
+                prevOff = off + 1;
+                off += 1 + rowBytes;
             }
         }
         Image img = sixteen
@@ -161,30 +160,33 @@ public static class PngDecoder
         return options.ApplyExifOrientation ? img.ApplyOrientation() : img;
     }
 
-    private static void Unfilter(int filter, Span<byte> cur, ReadOnlySpan<byte> prev, int bpp, string origin)
+    private static unsafe void Unfilter(int filter, Span<byte> cur, ReadOnlySpan<byte> prev, int bpp, string origin)
     {
         int n = cur.Length;
-        switch (filter)
+        fixed (byte* c = cur)
+        fixed (byte* p = prev)
         {
-            case 0: break;
-            case 1: for (int i = bpp; i < n; i++) cur[i] += cur[i - bpp]; break;
-            case 2: for (int i = 0; i < n; i++) cur[i] += prev[i]; break;
-            case 3:
-                for (int i = 0; i < bpp && i < n; i++) cur[i] += (byte)(prev[i] >> 1);
-                for (int i = bpp; i < n; i++) cur[i] += (byte)((cur[i - bpp] + prev[i]) >> 1);
-                break;
-            case 4:
-                for (int i = 0; i < bpp && i < n; i++) cur[i] += prev[i]; // Paeth with a = c = 0 picks b
-                for (int i = bpp; i < n; i++) cur[i] += Paeth(cur[i - bpp], prev[i], prev[i - bpp]);
-                break;
-            default: throw Bad(origin, $"unknown row filter type {filter}");
+            switch (filter)
+            {
+                case 0: break;
+                case 1: for (int i = bpp; i < n; i++) c[i] += c[i - bpp]; break;
+                case 2: for (int i = 0; i < n; i++) c[i] += p[i]; break;
+                case 3:
+                    for (int i = 0; i < bpp && i < n; i++) c[i] += (byte)(p[i] >> 1);
+                    for (int i = bpp; i < n; i++) c[i] += (byte)((c[i - bpp] + p[i]) >> 1);
+                    break;
+                case 4:
+                    for (int i = 0; i < bpp && i < n; i++) c[i] += p[i]; // Paeth with a = c = 0 picks b
+                    for (int i = bpp; i < n; i++) c[i] += Paeth(c[i - bpp], p[i], p[i - bpp]);
+                    break;
+                default: throw Bad(origin, $"unknown row filter type {filter}");
+            }
         }
     }
 
     private static byte Paeth(int a, int b, int c)
     {
-        int p = a + b - c;
-        int pa = Math.Abs(p - a), pb = Math.Abs(p - b), pc = Math.Abs(p - c);
+        int pa = Math.Abs(b - c), pb = Math.Abs(a - c), pc = Math.Abs(a + b - 2 * c);
         return (byte)(pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
     }
 

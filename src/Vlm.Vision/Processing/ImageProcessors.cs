@@ -220,6 +220,8 @@ public sealed class BlipImageProcessor : ImageProcessorBase
     public static BlipImageProcessor FromConfig(JsonElement c, string origin)
     {
         var size = SizeDict(c, "size", origin);
+        // HF get_size_dict(int, default_to_square=True): a bare number means a square.
+        if (c.TryGetProperty("size", out var sz) && sz.ValueKind == JsonValueKind.Number) size = new() { ["height"] = sz.GetInt32(), ["width"] = sz.GetInt32() };
         if (size is not null && !(size.ContainsKey("height") && size.ContainsKey("width")))
             throw new InvalidDataException($"{origin}: BLIP 'size' must have 'height' and 'width', got {string.Join(", ", size.Keys)}");
         return new BlipImageProcessor

@@ -164,6 +164,10 @@ case("ce_weight_ls", lambda x, t, w: F.cross_entropy(x, t, weight=w, label_smoot
 case("ce_weight_ls_none", lambda x, t, w: F.cross_entropy(x, t, weight=w, label_smoothing=0.15, reduction="none"),
      {"x": logits, "t": tgt, "w": cwt}, ["x"])
 
+# conv whose im2col is built in more than one block of output positions (K = 2048 → 512 of the 529 positions per block).
+case("conv_blocks", lambda x, w, b: F.conv2d(x, w, b, stride=1, padding=1),
+     {"x": torch.randn(1, 128, 24, 24), "w": torch.randn(2, 128, 4, 4) * 0.1, "b": torch.randn(2)}, ["x", "w", "b"])
+
 
 # ---------------------------------------------------------------- write safetensors (no safetensors package needed)
 def save(path, tensors):

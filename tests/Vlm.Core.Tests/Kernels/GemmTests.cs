@@ -184,9 +184,12 @@ public class GemmTests
     }
 
     [Fact]
-    public void Auto_ResolvesToOpenBlasWhenItLoads()
+    public void Auto_ResolvesToManagedOnAvx512_ElseOpenBlasWhenItLoads()
     {
-        Assert.Equal(OpenBlas.IsAvailable ? GemmBackend.OpenBlas : GemmBackend.Managed, Gemm.Resolve(GemmBackend.Auto));
+        var expected = GemmManaged.IsAccelerated && System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? GemmBackend.Managed
+            : OpenBlas.IsAvailable ? GemmBackend.OpenBlas : GemmBackend.Managed;
+        Assert.Equal(expected, Gemm.Resolve(GemmBackend.Auto));
+        Assert.Equal(GemmBackend.OpenBlas, Gemm.Resolve(GemmBackend.OpenBlas));
         Assert.Equal(GemmBackend.Naive, Gemm.Resolve(GemmBackend.Naive));
     }
 
