@@ -214,3 +214,59 @@ public sealed class TrainingTests : IDisposable
         Assert.Equal(Steps(a), Steps(b));
     }
 }
+
+public sealed class MinimalPositiveTests
+{
+    /// <summary>Every hard negative of many scenes maps back to a caption that is true of its scene and differs
+    /// from the negative (checked against the scene's own claims).</summary>
+    [Fact]
+    public void MinimalPositivesAreTrueAndDifferOnlyInTheTestedAttribute()
+    {
+        var gen = new Vlm.Training.World.WorldGenerator(11);
+        int built = 0;
+        for (int id = 0; id < 200; id++)
+        {
+            var scene = gen.SampleScene(id);
+            var text = gen.Describe(scene);
+            foreach (var neg in text.Negatives)
+            {
+                var n = new ItmNegative(id, "x.png", neg.Caption, Vlm.Training.World.WorldDataset.KindName(neg.Kind));
+                var pos = WorldPipeline.MinimalPositive(n, scene);
+                Assert.NotNull(pos);
+                Assert.NotEqual(neg.Caption, pos);
+                if (n.Kind is "colour_swap" or "relation_reversed") Assert.Equal(neg.Caption.Split(' ').Length, pos!.Split(' ').Length);
+                Assert.True(Holds(pos!, scene), $"{n.Kind}: '{pos}' (from '{neg.Caption}') is not true of scene {id}");
+                built++;
+            }
+        }
+        Assert.True(built > 400);
+    }
+
+    // An independent check of the caption forms the minimal positives take.
+    private static bool Holds(string caption, Vlm.Training.World.Scene s)
+    {
+        var colours = Enum.GetValues<Vlm.Training.World.Colour>().ToDictionary(Vlm.Training.World.Words.Of);
+        var shapes = Enum.GetValues<Vlm.Training.World.Shape>().ToDictionary(Vlm.Training.World.Words.Of);
+        var w = caption.Split(' ');
+        if (w[0] == "exactly" || !caption.StartsWith("a ", StringComparison.Ordinal))
+        {
+            var plural = Enum.GetValues<Vlm.Training.World.Shape>().ToDictionary(Vlm.Training.World.Words.Plural);
+            int n = w[0] == "exactly" ? 1 : Array.IndexOf(new[] { "zero", "one", "two", "three", "four", "five", "six" }, w[0]);
+            var sh = w[0] == "exactly" ? shapes[w[^1]] : plural[w[^1]];
+            return s.Count(sh) == n;
+        }
+        var rels = new[] { ("left of", Vlm.Training.World.Relation.LeftOf), ("right of", Vlm.Training.World.Relation.RightOf), ("above", Vlm.Training.World.Relation.Above), ("below", Vlm.Training.World.Relation.Below) };
+        foreach (var (phrase, rel) in rels)
+        {
+            int at = caption.IndexOf(" " + phrase + " ", StringComparison.Ordinal);
+            if (at < 0) continue;
+            var a = caption[..at].Split(' '); var b = caption[(at + phrase.Length + 2)..].Split(' ');
+            var sa = new Vlm.Training.World.Spec(shapes[a[^1]], colours[a[^2]], null);
+            var sb = new Vlm.Training.World.Spec(shapes[b[^1]], colours[b[^2]], null);
+            return new Vlm.Training.World.RelationClaim(sa, rel, sb).Holds(s);
+        }
+        if (caption.Contains(" and ", StringComparison.Ordinal))
+            return caption.Split(" and ").All(part => { var p = part.Split(' '); return s.Objects.Any(o => o.Colour == colours[p[^2]] && o.Shape == shapes[p[^1]]); });
+        return s.Objects.Any(o => o.Colour == colours[w[^2]] && o.Shape == shapes[w[^1]]);
+    }
+}
