@@ -36,7 +36,7 @@ public sealed record WorldRunOptions
     public int PretrainSteps { get; init; } = 250;
     public int VqaSteps { get; init; } = 250;
     public int RetrievalSteps { get; init; } = 150;
-    public double LearningRate { get; init; } = 1e-3;
+    public double LearningRate { get; init; } = 2e-4;
     /// <summary>Pre-training ITM negatives sampled by ITC similarity instead of uniformly.</summary>
     public bool ItcHardNegatives { get; init; }
     /// <summary>Skip the uni-modal stages (the VL stage starts from random towers).</summary>
