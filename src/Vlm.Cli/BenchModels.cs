@@ -1,5 +1,4 @@
 using Vlm.Core;
-using Vlm.Models.BridgeTower;
 using Vlm.Nn;
 using Vlm.Nn.Optim;
 
@@ -8,9 +7,9 @@ namespace Vlm.Cli;
 /// <summary>
 /// Model-level benchmarks, named like benchmarks/torch_bench.py so the JSON lines join on (name, shape):
 /// a ViT-B/16 encoder (the anchor is torch's nn.TransformerEncoder with norm_first, GELU, batch_first, no dropout)
-/// forward at batch 1 and 8, a 6-layer training step (forward + backward + AdamW, loss mean(y²)), and the HF-default
-/// (base) BridgeTower forward. Random weights; no-grad for the forwards. GFLOP/s counts the matmuls only
-/// (the same formula torch_bench.py uses); bridgetower reports 0 as torch_bench does.
+/// forward at batch 1 and 8 and a 6-layer training step (forward + backward + AdamW, loss mean(y²)); the
+/// BridgeTower forwards are in BenchBridgeTower. Random weights; no-grad for the forwards. GFLOP/s counts the
+/// matmuls only (the same formula torch_bench.py uses).
 /// </summary>
 public static class BenchModels
 {
@@ -24,8 +23,6 @@ public static class BenchModels
         Bench.Register(new BenchCase("vit_b16_forward_b8", "as vit_b16_forward_b1 at batch 8", o => Vit(o, 8)));
         Bench.Register(new BenchCase("train_step_6l_b8", "6 ViT-B layers, batch 8: forward + backward of mean(y²) + AdamW step", Train));
         Bench.Register(new BenchCase("vit_parts_b8", "one ViT-B layer's pieces at batch 8, no-grad (profiling aid; ms per piece, interleaved)", VitParts));
-        Bench.Register(new BenchCase("bridgetower_base_forward_b1", "HF-default BridgeTowerModel (288 px, 50 text tokens), batch 1, no-grad", o => BridgeTower(o, 1)));
-        Bench.Register(new BenchCase("bridgetower_base_forward_b8", "as bridgetower_base_forward_b1 at batch 8", o => BridgeTower(o, 8)));
     }
 
     /// <summary>Matmul flops of pre-norm encoder layers (QKV, scores, ·V, out proj, MLP), as torch_bench.encoder_flop.</summary>
@@ -164,23 +161,6 @@ public static class BenchModels
         }
         double ms = Bench.MedianMs(Step, Math.Max(3, o.Reps / 2));
         yield return new BenchResult("train_step_6l_b8", "vlm", "L6 B8 T197 D768", Cores, 3 * EncoderFlop(6, 8) / ms / 1e6, ms, Bench.PeakMb());
-    }
-
-    private static IEnumerable<BenchResult> BridgeTower(BenchOptions o, int batch)
-    {
-        var config = new BridgeTowerConfig();
-        var vb = VarBuilder.Init(new Rng(0));
-        var model = new BridgeTowerModel(config, BtVars.From(vb));
-        model.Eval();
-        var rng = new Rng(1);
-        var ids = new long[batch * 50];
-        for (int i = 0; i < ids.Length; i++) ids[i] = (long)(rng.NextDouble() * 1000);
-        var inputIds = Tensor.FromArray(ids, batch, 50);
-        var pixels = Tensor.Randn([batch, 3, 288, 288], rng);
-        double ms;
-        using (Tensor.NoGrad())
-            ms = Bench.MedianMs(() => model.Forward(inputIds, null, pixels), batch == 1 ? o.Reps : Math.Max(3, o.Reps / 2));
-        yield return new BenchResult($"bridgetower_base_forward_b{batch}", "vlm", $"B{batch} 288px 50tok", Cores, 0, ms, Bench.PeakMb());
     }
 
     /// <summary>The engine's parallel loops use every core (no global thread cap exists), so model figures are
