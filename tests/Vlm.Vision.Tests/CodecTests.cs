@@ -52,6 +52,17 @@ public class CodecTests
     }
 
     [Fact]
+    public void MissingJpegLibrary_SaysHowToInstallIt()
+    {
+        var (api, why) = JpegDecoder.Load(["libturbojpeg-does-not-exist.so.9"]);
+        Assert.Null(api);
+        var e = JpegDecoder.MissingLibrary("photo.jpg", why);
+        Assert.Contains("photo.jpg", e.Message);
+        Assert.Contains("apt-get install libturbojpeg0", e.Message);
+        Assert.Contains("not found", e.Message);
+    }
+
+    [Fact]
     public void JpegLibraryIsInstalled() => Assert.True(JpegDecoder.IsAvailable, "libturbojpeg.so.0 missing: apt-get install libturbojpeg0");
 
     [Fact]

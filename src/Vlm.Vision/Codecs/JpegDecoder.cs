@@ -23,7 +23,7 @@ public static unsafe class JpegDecoder
     // are truncated or hostile: refuse them before allocating the output.
     private const long MaxPixelsPerByte = 4096;
 
-    private sealed class Api
+    internal sealed class Api
     {
         public delegate* unmanaged[Cdecl]<nint> InitDecompress;
         public delegate* unmanaged[Cdecl]<nint, byte*, nuint, int*, int*, int*, int*, int> DecompressHeader3;
@@ -33,16 +33,18 @@ public static unsafe class JpegDecoder
         public delegate* unmanaged[Cdecl]<nint, int> Destroy;
     }
 
-    private static readonly Lazy<(Api? Api, string Error)> Lib = new(Load);
+    private static readonly string[] DefaultNames = OperatingSystem.IsWindows() ? ["turbojpeg.dll", "turbojpeg"]
+        : OperatingSystem.IsMacOS() ? ["libturbojpeg.0.dylib", "libturbojpeg.dylib"]
+        : ["libturbojpeg.so.0", "libturbojpeg.so"];
+
+    private static readonly Lazy<(Api? Api, string Error)> Lib = new(() => Load(DefaultNames));
 
     /// <summary>True when libturbojpeg could be loaded.</summary>
     public static bool IsAvailable => Lib.Value.Api is not null;
 
-    private static (Api?, string) Load()
+    /// <summary>Loads the first library of <paramref name="names"/> that exists; the string says why none did.</summary>
+    internal static (Api?, string) Load(string[] names)
     {
-        string[] names = OperatingSystem.IsWindows() ? ["turbojpeg.dll", "turbojpeg"]
-            : OperatingSystem.IsMacOS() ? ["libturbojpeg.0.dylib", "libturbojpeg.dylib"]
-            : ["libturbojpeg.so.0", "libturbojpeg.so"];
         foreach (var n in names)
         {
             if (!NativeLibrary.TryLoad(n, typeof(JpegDecoder).Assembly, null, out var h)) continue;
@@ -67,9 +69,10 @@ public static unsafe class JpegDecoder
         return (null, "libturbojpeg (libjpeg-turbo's TurboJPEG library) was not found");
     }
 
-    private static Api Require(string origin) =>
-        Lib.Value.Api ?? throw new DllNotFoundException(
-            $"{origin}: cannot decode JPEG: {Lib.Value.Error}. Install it with `apt-get install libturbojpeg0` (Debian/Ubuntu) or your platform's libjpeg-turbo package.");
+    private static Api Require(string origin) => Lib.Value.Api ?? throw MissingLibrary(origin, Lib.Value.Error);
+
+    internal static DllNotFoundException MissingLibrary(string origin, string why) =>
+        new($"{origin}: cannot decode JPEG: {why}. Install it with `apt-get install libturbojpeg0` (Debian/Ubuntu) or your platform's libjpeg-turbo package.");
 
     public static Image Decode(ReadOnlySpan<byte> jpeg, string origin = "<jpeg>", DecodeOptions? options = null)
     {
