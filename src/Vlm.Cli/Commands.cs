@@ -11,5 +11,6 @@ public static partial class Commands
         yield return RunCase.Build();
         yield return Bench.Build();
         yield return Convert.Build();
+        yield return Caption.Build();
     }
 }
