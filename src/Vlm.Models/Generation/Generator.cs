@@ -9,6 +9,9 @@ public static class Generator
     /// <summary>Decodes from <paramref name="prompt"/> (B, P) int64 with its keep-mask (B, P) (null = all ones).
     /// The decoder must start with an empty cache and B rows.</summary>
     public static GenerationResult Generate(IIncrementalDecoder decoder, Tensor prompt, Tensor? promptMask, GenerationOptions o)
+        => Generate(decoder, prompt, promptMask, o, forceBeamSearch: false);
+
+    private static GenerationResult Generate(IIncrementalDecoder decoder, Tensor prompt, Tensor? promptMask, GenerationOptions o, bool forceBeamSearch)
     {
         if (prompt.Rank != 2 || prompt.Size(1) == 0) throw new ArgumentException($"generation prompt must be (batch, len ≥ 1), got {prompt.ShapeString}");
         if (promptMask != null && !promptMask.ShapeArray().SequenceEqual(prompt.ShapeArray()))
@@ -30,7 +33,14 @@ public static class Generator
             ids[i] = new List<long>(maxLen); mask[i] = new List<long>(maxLen);
             for (int j = 0; j < p; j++) { ids[i].Add(pv[i * p + j]); mask[i].Add(mv == null ? 1 : mv[i * p + j]); }
         }
-        return o.NumBeams == 1 ? Sample(decoder, ids, mask, p, maxLen, o) : BeamSearch(decoder, ids, mask, p, maxLen, o);
+        return o.NumBeams == 1 && !forceBeamSearch ? Sample(decoder, ids, mask, p, maxLen, o) : BeamSearch(decoder, ids, mask, p, maxLen, o);
+    }
+
+    /// <summary>Beam search even for num_beams = 1 (HF routes that to greedy; equal results are expected).</summary>
+    public static GenerationResult GenerateBeamSearch(IIncrementalDecoder decoder, Tensor prompt, Tensor? promptMask, GenerationOptions o)
+    {
+        if (o.DoSample) throw new NotSupportedException("beam sampling (do_sample with beam search) is not implemented");
+        return Generate(decoder, prompt, promptMask, o, forceBeamSearch: true);
     }
 
     private static Tensor NextLogits(IIncrementalDecoder d, List<long>[] ids, List<long>[] mask, bool useCache)
