@@ -39,7 +39,7 @@ public static class Caption
                 Console.WriteLine(Run(parse.GetValue(image)!, folder, parse.GetValue(prompt), nb, p, parse.GetValue(maxNew), parse.GetValue(seed)));
                 return 0;
             }
-            catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or NotSupportedException or UnauthorizedAccessException)
+            catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or NotSupportedException or UnauthorizedAccessException or TokenizerFileException)
             {
                 return Cli.Fail("caption: " + e.Message);
             }
@@ -51,13 +51,13 @@ public static class Caption
     {
         if (!File.Exists(imagePath)) throw new FileNotFoundException($"image not found: {imagePath}", imagePath);
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"model folder not found: {folder}");
+        var tok = AutoTokenizer.FromFolder(folder);   // first: a folder without tokenizer files fails before the weights load
         var model = BlipForConditionalGeneration.FromFolder(folder);
         var ppPath = Path.Combine(folder, "preprocessor_config.json");
         var processor = File.Exists(ppPath)
             ? ImageProcessorBase.FromConfigFile(ppPath)
             : new BlipImageProcessor { Height = model.Config.VisionConfig.ImageSize, Width = model.Config.VisionConfig.ImageSize };
         var pixels = processor.Preprocess(ImageDecoder.Decode(imagePath)).PixelValues;
-        var tok = AutoTokenizer.FromFolder(folder);
         Tensor? ids = null, mask = null;
         if (!string.IsNullOrEmpty(prompt))
         {

@@ -12,14 +12,14 @@ namespace Vlm.Models.Blip;
 
 public static partial class BlipCases
 {
-    /// <summary>True when <paramref name="folder"/> holds a BLIP case (class transformers.Blip*).</summary>
+    /// <summary>True when <paramref name="folder"/> holds a BLIP case (class transformers.BlipFor*).</summary>
     public static bool Handles(string folder)
     {
         var cj = Path.Combine(folder, "case.json");
         if (!File.Exists(cj)) return false;
         using var doc = JsonDocument.Parse(File.ReadAllText(cj));
         return doc.RootElement.TryGetProperty("class", out var c) && c.ValueKind == JsonValueKind.String
-            && (c.GetString() ?? "").StartsWith("transformers.Blip", StringComparison.Ordinal);
+            && (c.GetString() ?? "").StartsWith("transformers.BlipFor", StringComparison.Ordinal);
     }
 
     /// <summary>Every call of the case (eval mode, no grad), then the generation calls it records.</summary>
