@@ -65,7 +65,10 @@ public static class Caption
             ids = Tensor.FromArray(enc.Ids, 1, enc.Ids.Length);
             mask = Tensor.FromArray(enc.AttentionMask, 1, enc.AttentionMask.Length);
         }
-        var opts = new GenerationOptions { MaxNewTokens = maxNewTokens, NumBeams = beams ?? 1, DoSample = topP != null, TopP = topP ?? 1f, TopK = 0, Seed = seed };
+        // generation_config.json (when the folder has one) first, as HF generate() does; the command line overrides.
+        var gcPath = Path.Combine(folder, "generation_config.json");
+        var baseOpts = File.Exists(gcPath) ? GenerationConfigFile.Load(gcPath) : new GenerationOptions();
+        var opts = baseOpts with { MaxNewTokens = maxNewTokens, NumBeams = beams ?? baseOpts.NumBeams, DoSample = topP != null || baseOpts.DoSample, TopP = topP ?? baseOpts.TopP, Seed = seed };
         GenerationResult r;
         using (Tensor.NoGrad()) r = model.Generate(pixels, ids, mask, opts);
         return tok.Decode(r.Sequences.ToInt64Array(), skipSpecialTokens: true);

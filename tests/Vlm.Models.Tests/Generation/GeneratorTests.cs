@@ -217,3 +217,22 @@ public class GeneratorTests
         Assert.Throws<NotSupportedException>(() => Generator.Generate(d, Bos(1), null, Opts(beams: 2) with { DoSample = true }));
     }
 }
+
+public class GenerationConfigFileTests
+{
+    [Fact]
+    public void Reads_hf_fields_and_rejects_unsupported_settings()
+    {
+        var o = GenerationConfigFile.Load(Vlm.TestSupport.Fixtures.Path("blip_caption", "generation_config.json"));
+        Assert.Equal(new[] { 2 }, o.EosTokenIds);
+        Assert.Equal(0, o.PadTokenId);
+        Assert.Equal(20, o.MaxLength);
+        var b = GenerationConfigFile.FromJson("{\"num_beams\":4,\"length_penalty\":0.5,\"early_stopping\":\"never\",\"eos_token_id\":[3,5],\"top_p\":0.9,\"no_repeat_ngram_size\":0}");
+        Assert.Equal(4, b.NumBeams);
+        Assert.Equal(0.5f, b.LengthPenalty);
+        Assert.Equal(EarlyStopping.Never, b.EarlyStopping);
+        Assert.Equal(new[] { 3, 5 }, b.EosTokenIds);
+        Assert.Contains("no_repeat_ngram_size", Assert.Throws<InvalidDataException>(() => GenerationConfigFile.FromJson("{\"no_repeat_ngram_size\":3}", "g.json")).Message);
+        Assert.Contains("early_stopping", Assert.Throws<InvalidDataException>(() => GenerationConfigFile.FromJson("{\"early_stopping\":\"soon\"}")).Message);
+    }
+}
