@@ -26,7 +26,7 @@ public sealed record BenchCase(string Name, string Description, Func<BenchOption
 /// </summary>
 public static class Bench
 {
-    private static readonly List<BenchCase> _cases = [.. GemmCases(), AttentionCase()];
+    private static readonly List<BenchCase> _cases = [.. GemmCases(), AttentionCase(), .. BenchIndex.Cases(), .. BenchBridgeTower.Cases()];
 
     public static IReadOnlyList<BenchCase> Cases => _cases;
 
@@ -66,7 +66,7 @@ public static class Bench
                 return 2;
             }
             if (!asJson)
-                Console.WriteLine($"{"name",-30} {"backend",-12} {"shape",-22} {"thr",3} {"GFLOP/s",9} {"ms",10} {"peak MB",9}");
+                Console.WriteLine($"{"name",-30} {"backend",-15} {"shape",-22} {"thr",3} {"GFLOP/s",9} {"ms",10} {"peak MB",9}");
             var opts = new BenchOptions(r, t);
             foreach (var c in selected)
             {
@@ -97,7 +97,7 @@ public static class Bench
     }
 
     private static string ToRow(BenchResult r) => string.Create(CultureInfo.InvariantCulture,
-        $"{r.Name,-30} {r.Backend,-12} {r.Shape,-22} {r.Threads,3} {r.Gflops,9:F1} {r.Ms,10:F3} {r.PeakMb,9:F1}");
+        $"{r.Name,-30} {r.Backend,-15} {r.Shape,-22} {r.Threads,3} {r.Gflops,9:F1} {r.Ms,10:F3} {r.PeakMb,9:F1}");
 
     /// <summary>Median wall time in ms of <paramref name="reps"/> runs after two warm-up runs.</summary>
     public static double MedianMs(Action run, int reps)
@@ -187,8 +187,9 @@ public static class Bench
     // ---------------------------------------------------------------- attention
 
     /// <summary>softmax(Q·Kᵀ/√d)·V for batch 8, 12 heads, 197 tokens, head dim 64 (ViT-B/16 at 224 px).
-    /// Composed here from GEMM calls and an inline softmax (no fused attention op exists in Vlm.Core yet), on
-    /// preallocated buffers. "managed": heads run in parallel, each with single-threaded managed GEMMs (what
+    /// "managed" and "openblas" are composed here from GEMM calls and an inline softmax on preallocated buffers, to
+    /// compare the two GEMM strategies; "F.sdpa/…" is the engine's fused F.ScaledDotProductAttention.
+    /// "managed": heads run in parallel, each with single-threaded managed GEMMs (what
     /// Tensor.MatMul does for batched small products). "openblas": heads one after another, each product split by
     /// OpenBLAS over its threads. GFLOP/s counts the two products only.</summary>
     private static BenchCase AttentionCase() => new("attention",
@@ -224,10 +225,19 @@ public static class Bench
             OpenBlas.SetThreads(o.Threads);
             runs.Add(() => { for (int h = 0; h < heads; h++) Head(h, GemmBackend.OpenBlas, true); });
         }
+        // The engine's fused op (Vlm.Core F.ScaledDotProductAttention, no grad) with the Auto GEMM backend; it
+        // always uses every core, so its line reports that thread count.
+        var qt = Tensor.FromArray(q, B, H, T, D);
+        var kt = Tensor.FromArray(kk, B, H, T, D);
+        var vt = Tensor.FromArray(v, B, H, T, D);
+        runs.Add(() => { using (Tensor.NoGrad()) F.ScaledDotProductAttention(qt, kt, vt); });
         var ms = MedianMsInterleaved(runs, o.Reps);
         yield return new BenchResult("attention", "managed", shape, o.Threads, flop / ms[0] / 1e6, ms[0], PeakMb());
-        if (ms.Length > 1)
+        if (OpenBlas.IsAvailable)
             yield return new BenchResult("attention", "openblas", shape, o.Threads, flop / ms[1] / 1e6, ms[1], PeakMb());
+        double fused = ms[^1];
+        yield return new BenchResult("attention", $"F.sdpa/{Gemm.Resolve(GemmBackend.Auto).ToString().ToLowerInvariant()}",
+            shape, Environment.ProcessorCount, flop / fused / 1e6, fused, PeakMb());
     }
 
     /// <summary>Numerically stable softmax in place (max-subtracted), as torch.softmax.</summary>

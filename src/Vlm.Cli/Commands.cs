@@ -11,6 +11,9 @@ public static partial class Commands
         yield return RunCase.Build();
         yield return Bench.Build();
         yield return Convert.Build();
+        yield return Tokenize.Build();
+        foreach (var c in ModelCommands.All()) yield return c;
+        yield return IndexCommands.Build();
         yield return Caption.Build();
     }
 }

@@ -157,6 +157,53 @@ public class JoinIndexTests
     }
 
     [Fact]
+    public void BadInputsGiveClearErrors()
+    {
+        var x = Seq(2, 3);
+        var ex = Assert.Throws<IndexOutOfRangeException>(() => x.IndexSelect(1, Tensor.FromArray(new long[] { 0, 3 }, 2)));
+        Assert.Contains("index 3", ex.Message);
+        Assert.Contains("[0, 3)", ex.Message);
+        Assert.Throws<IndexOutOfRangeException>(() => Tensor.Embedding(x, Tensor.FromArray(new int[] { -1 }, 1)));
+        Assert.Throws<ArgumentException>(() => Tensor.Embedding(Seq(6), Tensor.FromArray(new long[] { 0 }, 1)));
+        Assert.Throws<ArgumentException>(() => Tensor.Embedding(x, Tensor.FromArray(new float[] { 0 }, 1)));
+        Assert.Throws<IndexOutOfRangeException>(() => x.Gather(1, Tensor.FromArray(new long[] { 0, 5 }, 1, 2)));
+        Assert.Throws<ArgumentException>(() => x.Gather(1, Tensor.FromArray(new long[] { 0, 1 }, 2)));       // rank mismatch
+        Assert.Throws<ArgumentException>(() => x.Gather(1, Tensor.FromArray(new long[] { 0, 0, 0 }, 3, 1))); // too large in dim 0
+        Assert.Throws<ArgumentException>(() => Tensor.Cat(Array.Empty<Tensor>(), 0));
+        Assert.Throws<ArgumentException>(() => Tensor.Cat([x, Tensor.FromArray(new long[] { 1, 2, 3 }, 1, 3)], 0)); // dtypes differ
+        Assert.Throws<ArgumentException>(() => Tensor.Stack([x, Seq(3, 2)], 0));
+        Assert.Throws<ArgumentException>(() => Tensor.Where(x.Gt(1f), x, Tensor.FromArray(new long[] { 1 }, 1)));
+        Assert.Throws<ArgumentException>(() => x.Chunk(0));
+        Assert.Throws<ArgumentException>(() => x.Repeat(2));
+        Assert.Throws<ArgumentException>(() => Seq(3).Tril());
+        Assert.Throws<ArgumentException>(() => x.Clamp());
+        Assert.Throws<ArgumentException>(() => Seq(2, 0).Max(1));
+    }
+
+    [Fact]
+    public void IntegerIdsAndNonContiguousInputs()
+    {
+        var x = Seq(3, 4);
+        var xt = x.T; // (4, 3) view
+        // int32 indices behave like int64
+        Assert.Equal(x.IndexSelect(0, Tensor.FromArray(new long[] { 2, 1 }, 2)).ToArray(), x.IndexSelect(0, Tensor.FromArray(new int[] { 2, 1 }, 2)).ToArray());
+        Assert.Equal([2f, 5f], xt.Gather(0, Tensor.FromArray(new int[] { 2, 1 }, 1, 2)).ToArray());
+        Assert.Equal([4f, 5, 6, 7, 0, 1, 2, 3], Tensor.Embedding(x, Tensor.FromArray(new int[] { 1, 0 }, 2)).ToArray());
+        Assert.Equal([1f, 5, 9, 100, 2, 6, 10, 100], Tensor.Cat([xt.Narrow(0, 1, 2), Tensor.Full([2, 1], 100f)], 1).ToArray());
+        Assert.Equal(xt.Contiguous().IndexSelect(1, Tensor.FromArray(new long[] { 2, 0 }, 2)).ToArray(), xt.IndexSelect(1, Tensor.FromArray(new long[] { 2, 0 }, 2)).ToArray());
+        var ids = Tensor.FromArray(new long[] { 5, 0, 7 }, 3);
+        Assert.True(ids.Any());
+        Assert.False(ids.All());
+        Assert.Equal(2, ids.CountNonZero());
+        Assert.Equal([0f, 1, 0], ids.Eq(Tensor.FromArray(new long[] { 4, 0, 8 }, 3)).ToArray());
+        Assert.Equal([1f, 0, 0], ids.Gt(Tensor.FromArray(new int[] { 4, 0, 8 }, 3)).ToArray()); // int64 vs int32
+        Assert.Equal([0f, 0, 1], ids.LogicalXor(Tensor.FromArray(new[] { true, false, false }, 3)).ToArray());
+        // exact int64 comparison above 2^53
+        var big = Tensor.FromArray(new long[] { (1L << 60) + 1 }, 1);
+        Assert.Equal([0f], big.Eq(Tensor.FromArray(new long[] { 1L << 60 }, 1)).ToArray());
+    }
+
+    [Fact]
     public void EmbeddingGradientAccumulatesRepeatedIdsAndSkipsPadding()
     {
         var w = Seq(3, 2).RequireGrad();

@@ -281,7 +281,11 @@ public static class FastMath
 
     /// <summary>Φ(x) of 8 lanes (see <see cref="PhiScalar"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> PhiV(Vector256<float> x)
+    private static Vector256<float> PhiV(Vector256<float> x) => PhiV(x, out _);
+
+    /// <summary>Φ(x) of 8 lanes, and exp(−x²/2) (for |x| ≤ 20; 0 beyond), which GELU's backward reuses.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> PhiV(Vector256<float> x, out Vector256<float> expHalfSq)
     {
         var signMask = Vector256.Create(-0f);
         var z = Avx.Multiply(Avx.AndNot(signMask, x), Vector256.Create(InvSqrt2));
@@ -304,6 +308,7 @@ public static class FastMath
         var sq = Avx.Multiply(ax, ax);
         var sqErr = Fma.MultiplySubtract(ax, ax, sq);
         var ez = Avx.Multiply(ExpV(Avx.Multiply(sq, Vector256.Create(-0.5f))), Fma.MultiplyAddNegated(half, sqErr, Vector256.Create(1f)));
+        expHalfSq = ez;
         var c = Avx.Multiply(Avx.Multiply(half, ez), q);
         var posL = Avx.Subtract(Vector256.Create(1f), c);
         var pos = Avx.BlendVariable(posL, posS, Avx.CompareLessThan(z, Vector256.Create(ErfSplit)));
@@ -416,8 +421,9 @@ public static class FastMath
         public static float Scalar(float x, float g) => g * GeluGradScalar(x);
         public static Vector256<float> Vec(Vector256<float> x, Vector256<float> g)
         {
-            var pdf = Avx.Multiply(Vector256.Create(InvSqrt2Pi), ExpV(Avx.Multiply(Vector256.Create(-0.5f), Avx.Multiply(x, x))));
-            return Avx.Multiply(g, Fmadd(x, pdf, PhiV(x)));
+            var phi = PhiV(x, out var e);
+            var pdf = Avx.Multiply(Vector256.Create(InvSqrt2Pi), e);
+            return Avx.Multiply(g, Fmadd(x, pdf, phi));
         }
     }
 

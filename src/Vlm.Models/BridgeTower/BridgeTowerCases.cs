@@ -25,11 +25,14 @@ public static partial class BridgeTowerCases
     {
         var (cls, kind, calls) = ReadCase(fixtureFolder);
         var config = BridgeTowerConfig.Load(Path.Combine(fixtureFolder, "config.json"));
-        using var inputs = SafeTensorsFile.Open(Path.Combine(fixtureFolder, "inputs.safetensors"));
         using var weights = kind == "error" ? null : BridgeTowerWeights.OpenFolder(fixtureFolder);
         var runner = Runner.Create(cls, config, weights);
         runner.Eval();
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var inputsPath = Path.Combine(fixtureFolder, "inputs.safetensors");
+        // A construct-stage error case stores no inputs: building the model is the whole case.
+        if (kind == "error" && !File.Exists(inputsPath)) return result;
+        using var inputs = SafeTensorsFile.Open(inputsPath);
         using (Tensor.NoGrad())
             foreach (var (prefix, args) in calls)
                 runner.Call(args, name => inputs.Load(name), result, prefix.Length == 0 ? "" : prefix + ".");

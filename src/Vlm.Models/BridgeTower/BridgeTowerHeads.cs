@@ -78,6 +78,13 @@ public sealed class BridgeTowerForImageAndTextRetrieval : BridgeTowerHeadModel
 {
     private BtLinear _fc = null!;
 
+    /// <summary>An HF folder: config.json plus model.safetensors / sharded / pytorch_model.bin.</summary>
+    public static BridgeTowerForImageAndTextRetrieval FromPretrained(string folder)
+    {
+        using var w = BridgeTowerWeights.OpenFolder(folder);
+        return new(BridgeTowerConfig.Load(Path.Combine(folder, "config.json")), w);
+    }
+
     public BridgeTowerForImageAndTextRetrieval(BridgeTowerConfig config, IWeightSource? weights, Rng? rng = null) : base(config)
         => Create(weights, rng, 2, BuildHead);
 
@@ -102,6 +109,13 @@ public sealed class BridgeTowerForMaskedLM : BridgeTowerHeadModel
     private BtLinear _dense = null!;
     private BtLayerNorm _ln = null!;
     private Tensor _decoder = null!, _bias = null!;
+
+    /// <summary>An HF folder: config.json plus model.safetensors / sharded / pytorch_model.bin.</summary>
+    public static BridgeTowerForMaskedLM FromPretrained(string folder)
+    {
+        using var w = BridgeTowerWeights.OpenFolder(folder);
+        return new(BridgeTowerConfig.Load(Path.Combine(folder, "config.json")), w);
+    }
 
     public BridgeTowerForMaskedLM(BridgeTowerConfig config, IWeightSource? weights, Rng? rng = null) : base(config)
         => Create(weights, rng, 2, BuildHead);
@@ -161,6 +175,13 @@ public sealed class BridgeTowerForContrastiveLearning : BridgeTowerHeadModel
 {
     private BtLinear _text = null!, _image = null!, _cross = null!;
     public Tensor LogitScale { get; private set; } = null!;
+
+    /// <summary>An HF folder: config.json plus model.safetensors / sharded / pytorch_model.bin.</summary>
+    public static BridgeTowerForContrastiveLearning FromPretrained(string folder)
+    {
+        using var w = BridgeTowerWeights.OpenFolder(folder);
+        return new(BridgeTowerConfig.Load(Path.Combine(folder, "config.json")), w);
+    }
 
     public BridgeTowerForContrastiveLearning(BridgeTowerConfig config, IWeightSource? weights, Rng? rng = null) : base(config)
         => Create(weights, rng, 2, BuildHead);
@@ -276,6 +297,13 @@ public sealed class BridgeTowerForVqa : BridgeTowerHeadModel
     private BtClassifier _cls = null!;
     public int NumAnswers { get; }
 
+    /// <summary>An HF folder: config.json plus model.safetensors / sharded / pytorch_model.bin.</summary>
+    public static BridgeTowerForVqa FromPretrained(string folder)
+    {
+        using var w = BridgeTowerWeights.OpenFolder(folder);
+        return new(BridgeTowerConfig.Load(Path.Combine(folder, "config.json")), w);
+    }
+
     public BridgeTowerForVqa(BridgeTowerConfig config, IWeightSource? weights, Rng? rng = null) : base(config)
     {
         NumAnswers = config.NumLabels ?? throw new InvalidDataException("the VQA head needs num_labels or id2label (the answer vocabulary) in the config");
@@ -304,6 +332,13 @@ public sealed class BridgeTowerForNlvr2 : BridgeTowerHeadModel
 
     /// <param name="weights">an NLVR2 checkpoint (3 token types) or a pre-trained one (2 token types: row 2 is
     /// initialised from row 1)</param>
+    /// <summary>An HF folder: config.json plus model.safetensors / sharded / pytorch_model.bin.</summary>
+    public static BridgeTowerForNlvr2 FromPretrained(string folder)
+    {
+        using var w = BridgeTowerWeights.OpenFolder(folder);
+        return new(BridgeTowerConfig.Load(Path.Combine(folder, "config.json")), w);
+    }
+
     public BridgeTowerForNlvr2(BridgeTowerConfig config, IWeightSource? weights, Rng? rng = null) : base(config)
     {
         Create(weights, rng, 3, BuildHead, "nlvr2_classifier.");
@@ -329,6 +364,13 @@ public sealed class BridgeTowerForNlvr2 : BridgeTowerHeadModel
 public sealed class BridgeTowerForSnliVe : BridgeTowerHeadModel
 {
     private BtClassifier _cls = null!;
+
+    /// <summary>An HF folder: config.json plus model.safetensors / sharded / pytorch_model.bin.</summary>
+    public static BridgeTowerForSnliVe FromPretrained(string folder)
+    {
+        using var w = BridgeTowerWeights.OpenFolder(folder);
+        return new(BridgeTowerConfig.Load(Path.Combine(folder, "config.json")), w);
+    }
 
     public BridgeTowerForSnliVe(BridgeTowerConfig config, IWeightSource? weights, Rng? rng = null) : base(config)
         => Create(weights, rng, 2, BuildHead, "snli_classifier.");

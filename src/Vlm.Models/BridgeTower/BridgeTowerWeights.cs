@@ -89,6 +89,13 @@ public static class BridgeTowerWeights
         return (model, vb.Finish());
     }
 
+    /// <summary>BridgeTowerModel from an HF folder (config.json + weights; a head checkpoint's base is used).</summary>
+    public static (BridgeTowerModel Model, ParameterStore Parameters) LoadModel(string folder)
+    {
+        using var w = OpenFolder(folder);
+        return LoadModel(BridgeTowerConfig.Load(Path.Combine(folder, "config.json")), w);
+    }
+
     /// <summary>Every parameter name and shape the model would declare, without allocating any of them.</summary>
     public static List<KeyValuePair<string, int[]>> Describe(BridgeTowerConfig config, BridgeTowerHead head)
     {
@@ -105,11 +112,6 @@ public static class BridgeTowerWeights
         return sink;
     }
 
-    /// <summary>Opens the weights of an HF folder: model.safetensors (other formats come from Vlm.Core.IO).</summary>
-    public static IWeightSource OpenFolder(string folder)
-    {
-        var st = Path.Combine(folder, "model.safetensors");
-        if (File.Exists(st)) return SafeTensorsFile.Open(st);
-        throw new FileNotFoundException($"no model.safetensors in {folder}", st);
-    }
+    /// <summary>Opens the weights of an HF folder (model.safetensors, a sharded index, or pytorch_model.bin).</summary>
+    public static IWeightSource OpenFolder(string folder) => CheckpointLoader.Open(folder);
 }

@@ -135,8 +135,7 @@ public sealed class VectorIndex
         var rowBuf = Dim <= 4096 ? row : new float[Dim];
         for (int j = 0; j < m; j++)
         {
-            var src = new ReadOnlySpan<sbyte>(_i8, (first + j) * Dim, Dim);
-            for (int i = 0; i < Dim; i++) rowBuf[i] = src[i];
+            TensorPrimitives.ConvertTruncating<sbyte, float>(new ReadOnlySpan<sbyte>(_i8, (first + j) * Dim, Dim), rowBuf);
             scores[j] = TensorPrimitives.Dot(rowBuf, q) * _scales[first + j];
         }
     }

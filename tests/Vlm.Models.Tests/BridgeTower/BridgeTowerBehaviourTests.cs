@@ -158,6 +158,13 @@ public class BridgeTowerBehaviourTests
     }
 
     [Fact]
+    public void Construct_stage_error_case_builds()
+    {
+        var outs = BridgeTowerCases.Run(Fixtures.Path("bridgetower_error_init_layernorm_separate"));
+        Assert.Empty(outs);
+    }
+
+    [Fact]
     public void Bicubic_matrix_is_identity_at_the_same_size_and_rows_sum_to_one()
     {
         var m = BtVisionTransformer.BicubicMatrix(4, 4);

@@ -111,4 +111,23 @@ public class BridgeTowerLoadingTests
         var (_, store) = BridgeTowerWeights.LoadModel(Config("bridgetower_model"), new InMemoryWeights(w));
         Assert.False(store.Contains("text_model.embeddings.position_ids"));
     }
+
+    [Fact]
+    public void Sharded_checkpoint_folder_loads_like_the_single_file()
+    {
+        var dir = Directory.CreateTempSubdirectory("bt-sharded-").FullName;
+        try
+        {
+            SafeTensors.SaveSharded(dir, Fixtures.Load("bridgetower_itm", "model.safetensors"), 300_000);
+            Assert.True(Directory.GetFiles(dir, "*.safetensors").Length > 1);
+            File.Copy(Fixtures.Path("bridgetower_itm", "config.json"), Path.Combine(dir, "config.json"));
+            var itm = BridgeTowerForImageAndTextRetrieval.FromPretrained(dir);
+            var inp = Fixtures.Load("bridgetower_itm", "inputs.safetensors");
+            itm.Eval();
+            using (Tensor.NoGrad())
+                TensorAssert.Close(Fixtures.Load("bridgetower_itm", "outputs.safetensors")["logits"],
+                    itm.Forward(inp["input_ids"], inp["attention_mask"], inp["pixel_values"]).Logits, 1e-4f, 1e-4f, "logits");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }
