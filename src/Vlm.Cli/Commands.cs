@@ -12,5 +12,8 @@ public static partial class Commands
         yield return Bench.Build();
         yield return Convert.Build();
         yield return Tokenize.Build();
+        foreach (var c in ModelCommands.All()) yield return c;
+        yield return IndexCommands.Build();
+        yield return Caption.Build();
     }
 }

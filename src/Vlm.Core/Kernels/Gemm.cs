@@ -109,6 +109,30 @@ public static class Gemm
         }
     }
 
+    /// <summary>C = act(op(A)·op(B) + bias) (bias: empty or n values added to every row). The managed kernel applies
+    /// bias and activation to each finished block while it is in cache; other backends do a pass afterwards.</summary>
+    public static void SgemmBias(bool transA, bool transB, int m, int n, int k,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, Span<float> c, int ldc,
+        ReadOnlySpan<float> bias, GemmEpilogue act, bool parallel = true)
+    {
+        Check(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
+        if (!bias.IsEmpty && bias.Length != n) throw new ArgumentException($"GEMM bias has {bias.Length} values for {n} columns");
+        if (m == 0 || n == 0) return;
+        var be = Resolve(Effective);
+        if (be == GemmBackend.Managed || be == GemmBackend.OpenBlas && !parallel)
+        {
+            GemmManaged.SgemmBias(transA, transB, m, n, k, a, lda, b, ldb, c, ldc, bias, act, parallel ? Environment.ProcessorCount : 1);
+            return;
+        }
+        Sgemm(be, transA, transB, m, n, k, 1f, a, lda, b, ldb, 0f, c, ldc, parallel);
+        for (int i = 0; i < m; i++)
+        {
+            var row = c.Slice(i * ldc, n);
+            if (!bias.IsEmpty) System.Numerics.Tensors.TensorPrimitives.Add(row, bias, row);
+            if (act == GemmEpilogue.Gelu) FastMath.Gelu(row, row);
+        }
+    }
+
     internal static void Check(bool transA, bool transB, int m, int n, int k, int aLen, int lda, int bLen, int ldb, int cLen, int ldc)
     {
         if (m < 0 || n < 0 || k < 0) throw new ArgumentException($"negative GEMM size {m}x{k}x{n}");

@@ -26,6 +26,9 @@ namespace Vlm.Core.Kernels;
 /// Threads own disjoint slices of C (columns, or rows when N is narrow) with their own packing buffers: no barriers.
 /// Op(A) = Aᵀ is handled by transposing A once into a pooled row-major buffer (O(M·K), shared read-only).
 /// </summary>
+/// <summary>Activation applied after the bias in a GEMM epilogue.</summary>
+public enum GemmEpilogue { None, Gelu }
+
 public static unsafe class GemmManaged
 {
     private const int MR = 6, NR = 16, NRW = 32;
@@ -49,17 +52,35 @@ public static unsafe class GemmManaged
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc,
         int maxThreads) => Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, maxThreads, Avx512F.IsSupported);
 
+    /// <summary>C = act(op(A)·op(B) + bias) with the bias add and activation applied to each finished C block while
+    /// it is still in cache (Linear layers: no second pass over the output, no temporary). <paramref name="bias"/>
+    /// is empty (none) or holds n floats, added to every row.</summary>
+    public static void SgemmBias(bool transA, bool transB, int m, int n, int k,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, Span<float> c, int ldc,
+        ReadOnlySpan<float> bias, GemmEpilogue act, int maxThreads)
+    {
+        if (!bias.IsEmpty && bias.Length < n) throw new ArgumentException($"GEMM bias has {bias.Length} values for {n} columns");
+        fixed (float* pbias = bias)
+            Sgemm(transA, transB, m, n, k, 1f, a, lda, b, ldb, 0f, c, ldc, maxThreads, Avx512F.IsSupported,
+                new Epilogue(bias.IsEmpty ? null : pbias, act));
+    }
+
     /// <param name="wide">use the AVX-512 6×32 micro-kernel (ignored without AVX-512); false forces the AVX2 6×16
     /// kernel (tests cover both paths; benchmarks compare them).</param>
     public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc,
-        int maxThreads, bool wide)
+        int maxThreads, bool wide) => Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, maxThreads, wide, default);
+
+    private static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc,
+        int maxThreads, bool wide, Epilogue epi)
     {
         wide &= Avx512F.IsSupported && WideEnabled;
         if (m == 0 || n == 0) return;
         if (k == 0 || alpha == 0)
         {
             ScaleC(m, n, beta, c, ldc);
+            fixed (float* pc = c) epi.Apply(pc, ldc, 0, m, 0, n);
             return;
         }
         float[]? aT = null;
@@ -77,7 +98,7 @@ public static unsafe class GemmManaged
             fixed (float* pb = b)
             fixed (float* pc = c)
             {
-                Run(transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, maxThreads, wide);
+                Run(transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, maxThreads, wide, epi);
             }
         }
         finally
@@ -87,14 +108,14 @@ public static unsafe class GemmManaged
     }
 
     private static void Run(bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb,
-        float beta, float* c, int ldc, int maxThreads, bool wide)
+        float beta, float* c, int ldc, int maxThreads, bool wide, Epilogue epi)
     {
         long flops = 2L * m * n * k;
         // Below ~4 MFLOP the fork/join of Parallel.For costs more than the second core saves.
         int threads = maxThreads <= 1 || flops < (1L << 22) ? 1 : Math.Min(maxThreads, Environment.ProcessorCount);
         if (threads <= 1)
         {
-            Block(transB, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, wide);
+            Block(transB, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, wide, epi);
             return;
         }
         // Split columns in whole 16-wide panels when there are enough of them; else rows in whole 6-row tiles.
@@ -105,7 +126,7 @@ public static unsafe class GemmManaged
         threads = Math.Min(threads, units);
         if (threads <= 1)
         {
-            Block(transB, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, wide);
+            Block(transB, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, wide, epi);
             return;
         }
         nint ap = (nint)a, bp = (nint)b, cp = (nint)c;
@@ -113,19 +134,20 @@ public static unsafe class GemmManaged
         {
             int u0 = (int)((long)units * t / threads), u1 = (int)((long)units * (t + 1) / threads);
             if (byCols)
-                Block(transB, 0, m, u0 * nrW, Math.Min(n, u1 * nrW), k, alpha, (float*)ap, lda, (float*)bp, ldb, beta, (float*)cp, ldc, wide);
+                Block(transB, 0, m, u0 * nrW, Math.Min(n, u1 * nrW), k, alpha, (float*)ap, lda, (float*)bp, ldb, beta, (float*)cp, ldc, wide, epi);
             else
-                Block(transB, u0 * MR, Math.Min(m, u1 * MR), 0, n, k, alpha, (float*)ap, lda, (float*)bp, ldb, beta, (float*)cp, ldc, wide);
+                Block(transB, u0 * MR, Math.Min(m, u1 * MR), 0, n, k, alpha, (float*)ap, lda, (float*)bp, ldb, beta, (float*)cp, ldc, wide, epi);
         });
     }
 
     /// <summary>One thread's share: C[m0..m1, n0..n1], with its own pooled B packing buffer.</summary>
     private static void Block(bool transB, int m0, int m1, int n0, int n1, int k, float alpha,
-        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool wide)
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool wide, Epilogue epi)
     {
         if (!IsAccelerated)
         {
             Portable(transB, m0, m1, n0, n1, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            epi.Apply(c, ldc, m0, m1, n0, n1);
             return;
         }
         int nrW = wide ? NRW : NR;
@@ -174,6 +196,8 @@ public static unsafe class GemmManaged
                                     }
                                 }
                             }
+                            // This MC×NC block of C is final after the last k block: finish it while it is in L2.
+                            if (pc + kc == k) epi.Apply(c, ldc, ic, ic + mc, jc, jc + nc);
                         }
                     }
                 }
@@ -182,6 +206,23 @@ public static unsafe class GemmManaged
         finally
         {
             ArrayPool<float>.Shared.Return(buf);
+        }
+    }
+
+    /// <summary>What <see cref="SgemmBias"/> applies to finished C blocks: + bias[j], then the activation.</summary>
+    private readonly struct Epilogue(float* bias, GemmEpilogue act)
+    {
+        public void Apply(float* c, int ldc, int m0, int m1, int n0, int n1)
+        {
+            if (bias == null && act == GemmEpilogue.None) return;
+            int n = n1 - n0;
+            var bs = bias == null ? default : new ReadOnlySpan<float>(bias + n0, n);
+            for (int i = m0; i < m1; i++)
+            {
+                var row = new Span<float>(c + (nint)i * ldc + n0, n);
+                if (bias != null) System.Numerics.Tensors.TensorPrimitives.Add(row, bs, row);
+                if (act == GemmEpilogue.Gelu) FastMath.Gelu(row, row);
+            }
         }
     }
 
@@ -218,8 +259,12 @@ public static unsafe class GemmManaged
             }
             else
             {
-                // op(B) = Bᵀ: B stored N×K, element (p, j) at b[j·ldb + p]. Walk each stored row contiguously.
-                for (int j = 0; j < width; j++)
+                // op(B) = Bᵀ: B stored N×K, element (p, j) at b[j·ldb + p] (every Linear layer's weight).
+                // Whole groups of 8 stored rows go through 8×8 register transposes; the rest element by element.
+                int j8 = Avx.IsSupported ? nr / 8 * 8 : 0;
+                for (int j = 0; j < j8; j += 8)
+                    PackTransposed8(b + (nint)(jc + jr + j) * ldb + pc, ldb, kc, panel + j, width);
+                for (int j = j8; j < width; j++)
                 {
                     if (j < nr)
                     {
@@ -232,6 +277,44 @@ public static unsafe class GemmManaged
                     }
                 }
             }
+        }
+    }
+
+    /// <summary>Writes the kc×8 block (p, j) = src[j·ldb + p] into dst rows of <paramref name="width"/> floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackTransposed8(float* src, int ldb, int kc, float* dst, int width)
+    {
+        float* s0 = src, s1 = s0 + ldb, s2 = s1 + ldb, s3 = s2 + ldb, s4 = s3 + ldb, s5 = s4 + ldb, s6 = s5 + ldb, s7 = s6 + ldb;
+        int p = 0;
+        for (; p + 8 <= kc; p += 8)
+        {
+            // Classic 8×8 transpose: unpack pairs, shuffle quads, swap 128-bit halves.
+            var r0 = Avx.LoadVector256(s0 + p); var r1 = Avx.LoadVector256(s1 + p);
+            var r2 = Avx.LoadVector256(s2 + p); var r3 = Avx.LoadVector256(s3 + p);
+            var r4 = Avx.LoadVector256(s4 + p); var r5 = Avx.LoadVector256(s5 + p);
+            var r6 = Avx.LoadVector256(s6 + p); var r7 = Avx.LoadVector256(s7 + p);
+            var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+            var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+            var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+            var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+            var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+            var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+            var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+            var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+            float* d = dst + (nint)p * width;
+            Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20));
+            Avx.Store(d + width, Avx.Permute2x128(u1, u5, 0x20));
+            Avx.Store(d + 2 * width, Avx.Permute2x128(u2, u6, 0x20));
+            Avx.Store(d + 3 * width, Avx.Permute2x128(u3, u7, 0x20));
+            Avx.Store(d + 4 * width, Avx.Permute2x128(u0, u4, 0x31));
+            Avx.Store(d + 5 * width, Avx.Permute2x128(u1, u5, 0x31));
+            Avx.Store(d + 6 * width, Avx.Permute2x128(u2, u6, 0x31));
+            Avx.Store(d + 7 * width, Avx.Permute2x128(u3, u7, 0x31));
+        }
+        for (; p < kc; p++)
+        {
+            float* d = dst + (nint)p * width;
+            d[0] = s0[p]; d[1] = s1[p]; d[2] = s2[p]; d[3] = s3[p]; d[4] = s4[p]; d[5] = s5[p]; d[6] = s6[p]; d[7] = s7[p];
         }
     }
 

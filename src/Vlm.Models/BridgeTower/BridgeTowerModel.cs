@@ -69,7 +69,7 @@ public sealed record BridgeTowerForwardOptions
     public bool OutputAttentions { get; init; }
     /// <summary>Resize the position embeddings to the image's patch grid (other image sizes / aspect ratios).</summary>
     public bool InterpolatePosEncoding { get; init; }
-    /// <summary>Token type of the image tokens (1; the NLVR2 head uses 2 for its second image).</summary>
+    /// <summary>Token type of the image tokens (1; the NLVR2 head uses 2 for its second image; 0 means 1, as in HF).</summary>
     public int ImageTokenTypeIdx { get; init; } = 1;
 
     public static readonly BridgeTowerForwardOptions Default = new();
@@ -210,7 +210,8 @@ public sealed class BridgeTowerModel : Module
 
         // First cross-modal layer: inputs are the transformed uni-modal outputs (no bridge yet).
         var textType = TokenType(0);                                                     // (1, h)
-        var imageType = TokenType(o.ImageTokenTypeIdx);                                  // (1, h)
+        // HF: `image_token_type_idx if image_token_type_idx else 1`, so 0 also means 1.
+        var imageType = TokenType(o.ImageTokenTypeIdx == 0 ? 1 : o.ImageTokenTypeIdx);   // (1, h)
         var ct = TextTransform(0).Forward(textEmbeds);
         var ctT = ct.Add(textType);
         var crossText = _crossTextLn.Forward(ctT);                                       // (B, L, h)

@@ -25,12 +25,15 @@ public sealed class Linear : Module
     {
         if (x.Rank == 0 || x.Size(-1) != InFeatures)
             throw new ArgumentException($"Linear {Weight.Name}: input {x.ShapeString} does not end in {InFeatures}");
-        // Flatten leading dims so the product is one GEMM and the weight gradient one GEMM too
-        // (a batched product would materialise per-batch weight gradients and sum them).
-        var lead = x.ShapeArray()[..^1];
-        var x2 = x.Rank == 2 ? x : x.Reshape(-1, InFeatures);
-        var y = x2.MatMul(Weight.T);
-        if (Bias != null) y = y.Add(Bias);
-        return x.Rank == 2 ? y : y.Reshape([.. lead, OutFeatures]);
+        // One GEMM over the flattened leading dims with the bias added in its epilogue (F.Linear).
+        return F.Linear(x, Weight, Bias);
+    }
+
+    /// <summary>gelu(Linear(x)) (exact erf GELU), fused into the GEMM epilogue in no-grad inference.</summary>
+    public Tensor ForwardGelu(Tensor x)
+    {
+        if (x.Rank == 0 || x.Size(-1) != InFeatures)
+            throw new ArgumentException($"Linear {Weight.Name}: input {x.ShapeString} does not end in {InFeatures}");
+        return F.Linear(x, Weight, Bias, gelu: true);
     }
 }

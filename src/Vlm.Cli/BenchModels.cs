@@ -1,0 +1,169 @@
+using Vlm.Core;
+using Vlm.Nn;
+using Vlm.Nn.Optim;
+
+namespace Vlm.Cli;
+
+/// <summary>
+/// Model-level benchmarks, named like benchmarks/torch_bench.py so the JSON lines join on (name, shape):
+/// a ViT-B/16 encoder (the anchor is torch's nn.TransformerEncoder with norm_first, GELU, batch_first, no dropout)
+/// forward at batch 1 and 8 and a 6-layer training step (forward + backward + AdamW, loss mean(y²)); the
+/// BridgeTower forwards are in BenchBridgeTower. Random weights; no-grad for the forwards. GFLOP/s counts the
+/// matmuls only (the same formula torch_bench.py uses).
+/// </summary>
+public static class BenchModels
+{
+    private static bool _registered;
+
+    public static void RegisterAll()
+    {
+        if (_registered) return;
+        _registered = true;
+        Bench.Register(new BenchCase("vit_b16_forward_b1", "12 pre-norm ViT-B layers (768, 12 heads, MLP 3072, GELU), T197, batch 1, no-grad", o => Vit(o, 1)));
+        Bench.Register(new BenchCase("vit_b16_forward_b8", "as vit_b16_forward_b1 at batch 8", o => Vit(o, 8)));
+        Bench.Register(new BenchCase("train_step_6l_b8", "6 ViT-B layers, batch 8: forward + backward of mean(y²) + AdamW step", Train));
+        Bench.Register(new BenchCase("vit_parts_b8", "one ViT-B layer's pieces at batch 8, no-grad (profiling aid; ms per piece, interleaved)", VitParts));
+    }
+
+    /// <summary>Matmul flops of pre-norm encoder layers (QKV, scores, ·V, out proj, MLP), as torch_bench.encoder_flop.</summary>
+    public static double EncoderFlop(int layers, int batch, int seq = 197, int d = 768, int mlp = 3072)
+    {
+        double tokens = (double)batch * seq;
+        double perLayer = 2 * tokens * d * (3 * d) + 2.0 * batch * seq * seq * d * 2 + 2 * tokens * d * d + 2 * tokens * d * mlp * 2;
+        return layers * perLayer;
+    }
+
+    /// <summary>One pre-norm transformer encoder layer (torch TransformerEncoderLayer, norm_first=True, GELU):
+    /// x + attn(ln1(x)); then + fc2(gelu(fc1(ln2(·)))). Packed QKV projection like torch's in_proj.</summary>
+    public sealed class VitLayer : Module
+    {
+        private readonly LayerNorm _ln1, _ln2;
+        private readonly Linear _qkv, _proj, _fc1, _fc2;
+        private readonly int _d, _heads;
+
+        public VitLayer(VarBuilder vb, int d = 768, int heads = 12, int mlp = 3072)
+        {
+            _d = d; _heads = heads;
+            _ln1 = Add(new LayerNorm(d, vb["norm1"]));
+            _qkv = Add(new Linear(d, 3 * d, vb["self_attn"]["in_proj"]));
+            _proj = Add(new Linear(d, d, vb["self_attn"]["out_proj"]));
+            _ln2 = Add(new LayerNorm(d, vb["norm2"]));
+            _fc1 = Add(new Linear(d, mlp, vb["linear1"]));
+            _fc2 = Add(new Linear(mlp, d, vb["linear2"]));
+        }
+
+        public Tensor Forward(Tensor x) // (B, T, D) -> (B, T, D)
+        {
+            int b = x.Size(0), t = x.Size(1), hd = _d / _heads;
+            var h = _ln1.Forward(x);
+            var qkv = _qkv.Forward(h);                                              // (B, T, 3D)
+            Free(h);
+            Tensor Split(int i) => qkv.Narrow(-1, i * _d, _d).Reshape(b, t, _heads, hd).Permute(0, 2, 1, 3); // (B, H, T, hd)
+            var ctx = F.ScaledDotProductAttention(Split(0), Split(1), Split(2));  // (B, H, T, hd), stored heads-last
+            Free(qkv);
+            var merged = ctx.Permute(0, 2, 1, 3).Reshape(b, t, _d);
+            var a = _proj.Forward(merged);
+            Free(merged); Free(ctx);
+            var r = x.Add(a);
+            Free(a);
+            var h2 = _ln2.Forward(r);
+            var g = _fc1.ForwardGelu(h2);                                           // gelu fused into the GEMM epilogue
+            Free(h2);
+            var f2 = _fc2.Forward(g);
+            Free(g);
+            var y = r.Add(f2);
+            Free(f2); Free(r);
+            return y;
+        }
+    }
+
+    /// <summary>Returns an intermediate's buffer to the pool in no-grad inference (the graph keeps it otherwise).</summary>
+    private static void Free(Tensor t)
+    {
+        if (!Vlm.Core.Autograd.GradMode.IsEnabled) t.Dispose();
+    }
+
+    public static (VitLayer[] layers, ParameterStore store) BuildEncoder(int layers, ulong seed = 0)
+    {
+        var vb = VarBuilder.Init(new Rng(seed));
+        var ls = Enumerable.Range(0, layers).Select(i => new VitLayer(vb["layers"][i])).ToArray();
+        return (ls, vb.Store);
+    }
+
+    public static Tensor RunEncoder(VitLayer[] layers, Tensor x)
+    {
+        var cur = x;
+        foreach (var l in layers)
+        {
+            var next = l.Forward(cur);
+            if (!ReferenceEquals(cur, x)) Free(cur);
+            cur = next;
+        }
+        return cur;
+    }
+
+    private static IEnumerable<BenchResult> Vit(BenchOptions o, int batch)
+    {
+        var (layers, _) = BuildEncoder(12);
+        foreach (var l in layers) l.Eval();
+        var x = Tensor.Randn([batch, 197, 768], new Rng(1));
+        double ms;
+        using (Tensor.NoGrad())
+            ms = Bench.MedianMs(() => RunEncoder(layers, x).Dispose(), batch == 1 ? o.Reps : Math.Max(3, o.Reps / 2));
+        yield return new BenchResult($"vit_b16_forward_b{batch}", "vlm", $"L12 B{batch} T197 D768", Cores, EncoderFlop(12, batch) / ms / 1e6, ms, Bench.PeakMb());
+    }
+
+    private static IEnumerable<BenchResult> VitParts(BenchOptions o)
+    {
+        var vb = VarBuilder.Init(new Rng(0));
+        var ln = new LayerNorm(768, vb["ln"]);
+        var qkv = new Linear(768, 2304, vb["qkv"]);
+        var fc1 = new Linear(768, 3072, vb["fc1"]);
+        var fc2 = new Linear(3072, 768, vb["fc2"]);
+        var rng = new Rng(1);
+        var x = Tensor.Randn([8, 197, 768], rng);
+        var xq = Tensor.Randn([8, 197, 2304], rng);
+        var x4 = Tensor.Randn([8, 197, 3072], rng);
+        var w = fc1.Weight.Detach();
+        Tensor Split(int i) => xq.Narrow(-1, i * 768, 768).Reshape(8, 197, 12, 64).Permute(0, 2, 1, 3);
+        var parts = new (string name, Action run)[]
+        {
+            ("layernorm", () => ln.Forward(x).Dispose()),
+            ("linear_768x2304", () => qkv.Forward(x).Dispose()),
+            ("matmul_add_768x3072", () => { var y = x.MatMul(w.T); y.Add(fc1.Bias!).Dispose(); y.Dispose(); }),
+            ("linear_768x3072", () => fc1.Forward(x).Dispose()),
+            ("matmul_add_gelu_768x3072", () => { var y = x.MatMul(w.T); var z = y.Add(fc1.Bias!); y.Dispose(); z.Gelu().Dispose(); z.Dispose(); }),
+            ("linear_gelu_768x3072", () => fc1.ForwardGelu(x).Dispose()),
+            ("linear_3072x768", () => fc2.Forward(x4).Dispose()),
+            ("gelu_1576x3072", () => x4.Gelu().Dispose()),
+            ("add_1576x768", () => x.Add(x).Dispose()),
+            ("attention", () => F.ScaledDotProductAttention(Split(0), Split(1), Split(2)).Dispose()),
+        };
+        double[] ms;
+        using (Tensor.NoGrad())
+            ms = Bench.MedianMsInterleaved(parts.Select(p => p.run).ToList(), o.Reps);
+        for (int i = 0; i < parts.Length; i++)
+            yield return new BenchResult("vit_parts_b8", "vlm", parts[i].name, Cores, 0, ms[i], Bench.PeakMb());
+    }
+
+    private static IEnumerable<BenchResult> Train(BenchOptions o)
+    {
+        var (layers, store) = BuildEncoder(6);
+        var opt = new AdamW(ParamGroups.All(store), lr: 1e-4);
+        var x = Tensor.Randn([8, 197, 768], new Rng(1));
+        void Step()
+        {
+            opt.ZeroGrad();
+            var y = RunEncoder(layers, x);
+            var loss = y.Square().Mean();
+            loss.Backward();
+            opt.Step();
+        }
+        double ms = Bench.MedianMs(Step, Math.Max(3, o.Reps / 2));
+        yield return new BenchResult("train_step_6l_b8", "vlm", "L6 B8 T197 D768", Cores, 3 * EncoderFlop(6, 8) / ms / 1e6, ms, Bench.PeakMb());
+    }
+
+    /// <summary>The engine's parallel loops use every core (no global thread cap exists), so model figures are
+    /// reported at <see cref="Environment.ProcessorCount"/> threads whatever --threads says.</summary>
+    private static int Cores => Environment.ProcessorCount;
+}

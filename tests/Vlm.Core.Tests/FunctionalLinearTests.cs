@@ -1,0 +1,91 @@
+using Vlm.Core;
+using Vlm.TestSupport;
+
+namespace Vlm.Core.Tests;
+
+/// <summary>F.Linear (GEMM with fused bias / GELU epilogue and a direct backward) against x·Wᵀ + b composed from
+/// MatMul and Add, and finite differences.</summary>
+public class FunctionalLinearTests
+{
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    [InlineData(false, true)]
+    public void ForwardMatchesComposite(bool withBias, bool gelu)
+    {
+        var rng = new Rng(11);
+        var x = Tensor.Randn([2, 5, 37], rng);
+        var w = Tensor.Randn([300, 37], rng);
+        var b = withBias ? Tensor.Randn([300], rng) : null;
+        Tensor expected;
+        using (Tensor.NoGrad())
+        {
+            expected = x.MatMul(w.T);
+            if (b != null) expected = expected.Add(b);
+            if (gelu) expected = expected.Gelu();
+            var y = F.Linear(x, w, b, gelu);
+            Assert.Equal([2, 5, 300], y.ShapeArray());
+            TensorAssert.Close(expected, y, 1e-4f, 1e-4f);
+        }
+    }
+
+    [Fact]
+    public void NonContiguousInputAndWeight()
+    {
+        var rng = new Rng(12);
+        var x = Tensor.Randn([9, 4], rng).T;          // (4, 9) transposed view
+        var w = Tensor.Randn([9, 6], rng).T;          // (6, 9) transposed view
+        var b = Tensor.Randn([6], rng);
+        using (Tensor.NoGrad())
+            TensorAssert.Close(x.MatMul(w.T).Add(b), F.Linear(x, w, b), 1e-5f, 1e-5f);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void GradientsMatchFiniteDifferences(bool gelu)
+    {
+        var rng = new Rng(13);
+        var x = Tensor.Randn([2, 3, 4], rng);
+        var w = Tensor.Randn([5, 4], rng);
+        var b = Tensor.Randn([5], rng);
+        GradCheck.Check(t => F.Linear(t[0], t[1], t[2], gelu), [x, w, b]);
+        GradCheck.Check(t => F.Linear(t[0], t[1], null, gelu), [x, w]);
+    }
+
+    [Fact]
+    public void GradientsOfTransposedViewInputs()
+    {
+        var rng = new Rng(14);
+        var x = Tensor.Randn([4, 3], rng);
+        var w = Tensor.Randn([4, 5], rng);
+        GradCheck.Check(t => F.Linear(t[0].T, t[1].T), [x, w]);
+    }
+
+    [Fact]
+    public void GradientsMatchCompositeOnLargeShapes()
+    {
+        // Sizes past the GEMM's k and row blocks, compared with the MatMul + Add graph.
+        var rng = new Rng(15);
+        var x1 = Tensor.Randn([3, 100, 300], rng);
+        var w1 = Tensor.Randn([260, 300], rng, std: 0.05f);
+        var b1 = Tensor.Randn([260], rng);
+        var x2 = x1.Detach(); var w2 = w1.Detach(); var b2 = b1.Detach();
+        foreach (var t in new[] { x1, w1, b1, x2, w2, b2 }) t.RequiresGrad = true;
+        F.Linear(x1, w1, b1, gelu: true).Square().Sum().Backward();
+        x2.MatMul(w2.T).Add(b2).Gelu().Square().Sum().Backward();
+        TensorAssert.Close(x2.Grad!, x1.Grad!, 1e-3f, 1e-3f, "dx");
+        TensorAssert.Close(w2.Grad!, w1.Grad!, 1e-3f, 1e-3f, "dw");
+        TensorAssert.Close(b2.Grad!, b1.Grad!, 1e-3f, 1e-3f, "db");
+    }
+
+    [Fact]
+    public void BadShapesNameTheProblem()
+    {
+        var x = Tensor.Zeros(2, 3);
+        Assert.Contains("in_features=4", Assert.Throws<ArgumentException>(() => F.Linear(x, Tensor.Zeros(5, 4))).Message);
+        Assert.Contains("bias", Assert.Throws<ArgumentException>(() => F.Linear(x, Tensor.Zeros(5, 3), Tensor.Zeros(4))).Message);
+        Assert.Contains("weight", Assert.Throws<ArgumentException>(() => F.Linear(x, Tensor.Zeros(3))).Message);
+    }
+}
