@@ -14,5 +14,6 @@ public static partial class Commands
         yield return Tokenize.Build();
         foreach (var c in ModelCommands.All()) yield return c;
         yield return IndexCommands.Build();
+        yield return Caption.Build();
     }
 }

@@ -13,6 +13,7 @@ public static class RunCase
     [
         ("tokenizers (cases.json)", RunCaseTokenizers.TryRun),
         ("image preprocessing (case.json with runs)", RunCaseImages.TryRun),
+        ("models (case.json naming a transformers BridgeTower / BLIP class)", RunCaseModels.TryRun),
     ];
 
     public static Command Build()

@@ -1,4 +1,5 @@
 using Vlm.Core.IO;
+using Vlm.Models.Blip;
 using Vlm.Models.BridgeTower;
 
 namespace Vlm.Cli;
@@ -14,6 +15,11 @@ public static class RunCaseModels
     /// <paramref name="outPath"/> (plus, when the case stores gradients, them in `<outPath without extension>.grads.safetensors`).</summary>
     public static bool TryRun(string folder, string outPath)
     {
+        if (BlipCases.Handles(folder))
+        {
+            SafeTensors.Save(outPath, BlipCases.Run(folder).OrderBy(kv => kv.Key, StringComparer.Ordinal));
+            return true;
+        }
         if (!BridgeTowerCases.Handles(folder)) return false;
         var outputs = BridgeTowerCases.Run(folder);
         SafeTensors.Save(outPath, outputs.OrderBy(kv => kv.Key, StringComparer.Ordinal));

@@ -1,0 +1,280 @@
+// BLIP text transformer (arXiv 2201.12086 §3.1: the image-grounded text encoder and decoder share a BERT layout with
+// cross-attention to image features), with the parameter names and semantics of HF transformers v4.47.1
+// `modeling_blip_text.py` (BlipTextEmbeddings, BlipTextSelfAttention, BlipTextLayer, BlipTextModel,
+// BlipTextLMHeadModel). The decoder keeps a key/value cache: self-attention keys/values grow by the fed tokens,
+// cross-attention keys/values over the encoder states are computed once.
+// TODO(consolidation): BERT-style post-LN layers also exist in BridgeTower (BtAttention / BtFeedForward).
+using Vlm.Core;
+using Vlm.Nn;
+
+namespace Vlm.Models.Blip;
+
+/// <summary>Cached keys/values of one layer: self (B, H, past, d), cross (B, H, Lenc, d).</summary>
+public sealed class BlipLayerCache
+{
+    public Tensor? SelfKey, SelfValue, CrossKey, CrossValue;
+
+    public void Reorder(Tensor rows)
+    {
+        SelfKey = SelfKey?.IndexSelect(0, rows); SelfValue = SelfValue?.IndexSelect(0, rows);
+        CrossKey = CrossKey?.IndexSelect(0, rows); CrossValue = CrossValue?.IndexSelect(0, rows);
+    }
+}
+
+/// <summary>The decoder cache: one entry per layer plus the number of cached positions.</summary>
+public sealed class BlipKvCache
+{
+    public BlipLayerCache[] Layers { get; }
+    public int Length { get; set; }
+
+    public BlipKvCache(int layers) { Layers = Enumerable.Range(0, layers).Select(_ => new BlipLayerCache()).ToArray(); }
+
+    public void Reorder(int[] rows)
+    {
+        var t = Tensor.FromArray(rows.Select(r => (long)r).ToArray(), rows.Length);
+        foreach (var l in Layers) l.Reorder(t);
+    }
+}
+
+/// <summary>word + absolute position embeddings (positions continue after the cached prefix), LayerNorm.</summary>
+public sealed class BlipTextEmbeddings : Module
+{
+    private readonly BlipTextConfig _c;
+    public Embedding Word { get; }
+    private readonly Embedding _pos;
+    private readonly LayerNorm _ln;
+    private readonly Dropout _drop;
+
+    public BlipTextEmbeddings(VarBuilder vb, BlipTextConfig c)
+    {
+        _c = c;
+        var init = Init.Normal(0f, c.InitializerRange);
+        Word = Add(new Embedding(c.VocabSize, c.HiddenSize, vb["word_embeddings"], init: init));
+        _pos = Add(new Embedding(c.MaxPositionEmbeddings, c.HiddenSize, vb["position_embeddings"], init: init));
+        _ln = Add(new LayerNorm(c.HiddenSize, vb["LayerNorm"], c.LayerNormEps));
+        _drop = Add(new Dropout(c.HiddenDropoutProb, vb));
+        vb.Ignore("position_ids");
+    }
+
+    public Tensor Forward(Tensor ids, int past) // (B, T) → (B, T, D)
+    {
+        int t = ids.Size(1);
+        if (past + t > _c.MaxPositionEmbeddings)
+            throw new ArgumentException($"text of {past + t} positions exceeds text_config.max_position_embeddings ({_c.MaxPositionEmbeddings})");
+        var ia = ids.ToInt64Array();
+        foreach (var id in ia)
+            if (id < 0 || id >= _c.VocabSize) throw new ArgumentException($"token id {id} is outside the vocabulary (text_config.vocab_size {_c.VocabSize})");
+        var positions = Tensor.FromArray(Enumerable.Range(past, t).Select(i => (long)i).ToArray(), 1, t);
+        return _drop.Forward(_ln.Forward(Word.Forward(ids).Add(_pos.Forward(positions))));
+    }
+}
+
+/// <summary>HF BlipTextSelfAttention (+ BlipTextSelfOutput as `output`): BERT attention with post-LN residual.</summary>
+public sealed class BlipTextAttention : Module
+{
+    private readonly Linear _q, _k, _v, _dense;
+    private readonly LayerNorm _ln;
+    private readonly Dropout _attnDrop, _hiddenDrop;
+    private readonly int _heads;
+    private readonly bool _cross;
+
+    public BlipTextAttention(VarBuilder vb, BlipTextConfig c, bool cross)
+    {
+        _cross = cross; _heads = c.NumAttentionHeads;
+        var init = Init.Normal(0f, c.InitializerRange);
+        int kv = cross ? c.EncoderHiddenSize : c.HiddenSize;
+        var s = vb["self"];
+        _q = Add(new Linear(c.HiddenSize, c.HiddenSize, s["query"], weightInit: init, biasInit: Init.Zeros));
+        _k = Add(new Linear(kv, c.HiddenSize, s["key"], weightInit: init, biasInit: Init.Zeros));
+        _v = Add(new Linear(kv, c.HiddenSize, s["value"], weightInit: init, biasInit: Init.Zeros));
+        _attnDrop = Add(new Dropout(c.AttentionProbsDropoutProb, vb));
+        _dense = Add(new Linear(c.HiddenSize, c.HiddenSize, vb["output"]["dense"], weightInit: init, biasInit: Init.Zeros));
+        _ln = Add(new LayerNorm(c.HiddenSize, vb["output"]["LayerNorm"], c.LayerNormEps));
+        _hiddenDrop = Add(new Dropout(c.HiddenDropoutProb, vb));
+    }
+
+    /// <param name="hidden">(B, T, D)</param>
+    /// <param name="mask">additive mask broadcastable to (B, H, T, Tk)</param>
+    /// <param name="encoder">(B, Lenc, E) for cross-attention</param>
+    /// <param name="cache">the layer cache (decoding), or null</param>
+    public Tensor Forward(Tensor hidden, Tensor? mask, Tensor? encoder, BlipLayerCache? cache)
+    {
+        var q = AttentionOps.SplitHeads(_q.Forward(hidden), _heads);                    // (B, H, T, d)
+        Tensor k, v;
+        if (_cross)
+        {
+            if (encoder is null) throw new InvalidOperationException("cross-attention needs encoder states");
+            if (cache?.CrossKey is { } ck) { k = ck; v = cache.CrossValue!; }
+            else
+            {
+                k = AttentionOps.SplitHeads(_k.Forward(encoder), _heads);
+                v = AttentionOps.SplitHeads(_v.Forward(encoder), _heads);
+                if (cache != null) { cache.CrossKey = k; cache.CrossValue = v; }
+            }
+        }
+        else
+        {
+            k = AttentionOps.SplitHeads(_k.Forward(hidden), _heads);
+            v = AttentionOps.SplitHeads(_v.Forward(hidden), _heads);
+            if (cache != null)
+            {
+                if (cache.SelfKey != null) { k = Tensor.Cat([cache.SelfKey, k], 2); v = Tensor.Cat([cache.SelfValue!, v], 2); }
+                cache.SelfKey = k.Contiguous(); cache.SelfValue = v.Contiguous();
+            }
+        }
+        var ctx = AttentionOps.ScaledDotProduct(q, k, v, mask, _attnDrop);             // (B, H, T, d)
+        var o = _hiddenDrop.Forward(_dense.Forward(AttentionOps.MergeHeads(ctx)));
+        return _ln.Forward(o.Add(hidden));
+    }
+}
+
+/// <summary>HF BlipTextLayer: self-attention, cross-attention (only when encoder states are given), FFN.</summary>
+public sealed class BlipTextLayer : Module
+{
+    private readonly BlipTextAttention _self;
+    private readonly BlipTextAttention? _cross;
+    private readonly Linear _inter, _out;
+    private readonly LayerNorm _ln;
+    private readonly Dropout _drop;
+    private readonly Func<Tensor, Tensor> _act;
+
+    public BlipTextLayer(VarBuilder vb, BlipTextConfig c)
+    {
+        var init = Init.Normal(0f, c.InitializerRange);
+        _self = Add(new BlipTextAttention(vb["attention"], c, cross: false));
+        if (c.IsDecoder) _cross = Add(new BlipTextAttention(vb["crossattention"], c, cross: true));
+        _inter = Add(new Linear(c.HiddenSize, c.IntermediateSize, vb["intermediate"]["dense"], weightInit: init, biasInit: Init.Zeros));
+        _out = Add(new Linear(c.IntermediateSize, c.HiddenSize, vb["output"]["dense"], weightInit: init, biasInit: Init.Zeros));
+        _ln = Add(new LayerNorm(c.HiddenSize, vb["output"]["LayerNorm"], c.LayerNormEps));
+        _drop = Add(new Dropout(c.HiddenDropoutProb, vb));
+        _act = Activations.Get(c.HiddenAct, "text_config.hidden_act");
+    }
+
+    public Tensor Forward(Tensor h, Tensor? selfMask, Tensor? encoder, Tensor? encoderMask, BlipLayerCache? cache)
+    {
+        var a = _self.Forward(h, selfMask, null, cache);
+        if (encoder != null)
+        {
+            if (_cross is null) throw new InvalidOperationException("encoder states given but text_config.is_decoder is false: the layers have no cross-attention");
+            a = _cross.Forward(a, encoderMask, encoder, cache);
+        }
+        var f = _drop.Forward(_out.Forward(_act(_inter.Forward(a))));
+        return _ln.Forward(f.Add(a));
+    }
+}
+
+/// <summary>HF BlipTextModel without pooler (every BLIP head builds it with add_pooling_layer=False).</summary>
+public sealed class BlipTextModel : Module
+{
+    public BlipTextConfig Config { get; }
+    public BlipTextEmbeddings Embeddings { get; }
+    public IReadOnlyList<BlipTextLayer> Layers { get; }
+
+    public BlipTextModel(VarBuilder vb, BlipTextConfig c)
+    {
+        Config = c;
+        Embeddings = Add(new BlipTextEmbeddings(vb["embeddings"], c));
+        Layers = Enumerable.Range(0, c.NumHiddenLayers).Select(i => Add(new BlipTextLayer(vb["encoder"]["layer"][i], c))).ToList();
+    }
+
+    /// <param name="ids">(B, T) int64 new tokens</param>
+    /// <param name="mask">(B, past + T) keep-mask, or null for all ones</param>
+    /// <param name="encoder">(B, Lenc, E) states to cross-attend, or null (no cross-attention)</param>
+    /// <param name="encoderMask">(B, Lenc) keep-mask, or null for all ones</param>
+    /// <param name="isDecoder">causal self-attention</param>
+    /// <param name="cache">decoder cache (updated), or null</param>
+    /// <returns>last hidden state (B, T, D)</returns>
+    public Tensor Forward(Tensor ids, Tensor? mask, Tensor? encoder, Tensor? encoderMask, bool isDecoder, BlipKvCache? cache = null)
+    {
+        if (ids.Rank != 2) throw new ArgumentException($"input_ids must be (batch, seq), got {ids.ShapeString}");
+        int b = ids.Size(0), t = ids.Size(1), past = cache?.Length ?? 0;
+        if (mask != null && (mask.Rank != 2 || mask.Size(0) != b || mask.Size(1) != past + t))
+            throw new ArgumentException($"attention_mask {mask.ShapeString} does not match (batch {b}, {past + t} positions)");
+        if (encoder != null && (encoder.Rank != 3 || encoder.Size(0) != b || encoder.Size(2) != Config.EncoderHiddenSize))
+            throw new ArgumentException($"encoder states {encoder.ShapeString} are not (batch {b}, len, text_config.encoder_hidden_size {Config.EncoderHiddenSize})");
+        var selfMask = SelfMask(mask, b, t, past, isDecoder);
+        Tensor? encMask = null;
+        if (encoder != null)
+        {
+            if (encoderMask != null && (encoderMask.Rank != 2 || encoderMask.Size(0) != b || encoderMask.Size(1) != encoder.Size(1)))
+                throw new ArgumentException($"encoder attention mask {encoderMask.ShapeString} does not match the encoder states {encoder.ShapeString}");
+            // HF invert_attention_mask: (1 - m)·finfo.min; an all-ones mask adds nothing.
+            if (encoderMask != null && encoderMask.ToInt64Array().Any(x => x == 0)) encMask = AttentionOps.ExtendedMask(encoderMask);
+        }
+        var h = Embeddings.Forward(ids, past);
+        for (int i = 0; i < Layers.Count; i++) h = Layers[i].Forward(h, selfMask, encoder, encMask, cache?.Layers[i]);
+        if (cache != null) cache.Length = past + t;
+        return h;
+    }
+
+    /// <summary>BLIP's own get_extended_attention_mask: (1 − causal·mask)·(−10000), causal with the cached prefix
+    /// fully visible; encoders use the padding mask only. (B, 1, T, past+T) or (B, 1, 1, T).</summary>
+    public static Tensor? SelfMask(Tensor? mask, int b, int t, int past, bool isDecoder)
+    {
+        int total = past + t;
+        var m = mask?.ToInt64Array();
+        if (!isDecoder)
+        {
+            if (m == null) return null;
+            var r = new float[b * total];
+            for (int i = 0; i < r.Length; i++) r[i] = (1f - m[i]) * -10000f;
+            return Tensor.FromArray(r, b, 1, 1, total);
+        }
+        var o = new float[b * t * total];
+        for (int bi = 0; bi < b; bi++)
+            for (int i = 0; i < t; i++)
+                for (int j = 0; j < total; j++)
+                {
+                    float keep = j <= past + i ? (m == null ? 1f : m[bi * total + j]) : 0f;
+                    o[(bi * t + i) * total + j] = (1f - keep) * -10000f;
+                }
+        return Tensor.FromArray(o, b, 1, t, total);
+    }
+}
+
+/// <summary>HF BlipTextLMHeadModel: `bert` + `cls.predictions` (transform dense/act/LayerNorm, decoder with the
+/// shared `bias`; `decoder.weight` is its own tensor, not tied to the word embeddings).</summary>
+public sealed class BlipTextLMHeadModel : Module
+{
+    public BlipTextConfig Config { get; }
+    public BlipTextModel Bert { get; }
+    private readonly Linear _transform;
+    private readonly LayerNorm _ln;
+    private readonly Func<Tensor, Tensor> _act;
+    public Tensor DecoderWeight { get; }   // (V, D)
+    public Tensor Bias { get; }            // (V)
+
+    public BlipTextLMHeadModel(VarBuilder vb, BlipTextConfig c)
+    {
+        Config = c;
+        var init = Init.Normal(0f, c.InitializerRange);
+        Bert = Add(new BlipTextModel(vb["bert"], c));
+        var p = vb["cls"]["predictions"];
+        _transform = Add(new Linear(c.HiddenSize, c.HiddenSize, p["transform"]["dense"], weightInit: init, biasInit: Init.Zeros));
+        _ln = Add(new LayerNorm(c.HiddenSize, p["transform"]["LayerNorm"], c.LayerNormEps));
+        _act = Activations.Get(c.HiddenAct, "text_config.hidden_act");
+        DecoderWeight = p["decoder"].Param("weight", [c.VocabSize, c.HiddenSize], init);
+        Bias = p.Param("bias", [c.VocabSize], Init.Zeros);
+        p["decoder"].Tie("bias", Bias);
+    }
+
+    /// <summary>Prediction scores (B, T, V) of hidden states (B, T, D).</summary>
+    public Tensor Head(Tensor h) => _ln.Forward(_act(_transform.Forward(h))).MatMul(DecoderWeight.T).Add(Bias);
+
+    /// <summary>Teacher-forced logits (B, T, V) for every input position.</summary>
+    public Tensor Forward(Tensor ids, Tensor? mask, Tensor encoder, Tensor? encoderMask, BlipKvCache? cache = null)
+        => Head(Bert.Forward(ids, mask, encoder, encoderMask, isDecoder: true, cache));
+
+    /// <summary>HF's shifted LM loss: CE(logits[:, :-1], labels[:, 1:]), ignore_index −100, mean, with
+    /// text_config.label_smoothing.</summary>
+    public Tensor Loss(Tensor logits, Tensor labels)
+    {
+        int b = logits.Size(0), t = logits.Size(1), v = logits.Size(2);
+        if (labels.Rank != 2 || labels.Size(0) != b || labels.Size(1) != t)
+            throw new ArgumentException($"labels {labels.ShapeString} do not match the logits (batch {b}, {t} positions)");
+        if (t < 2) throw new ArgumentException("the shifted LM loss needs at least 2 positions");
+        var shifted = logits.Narrow(1, 0, t - 1).Contiguous().Reshape(-1, v);
+        var targets = labels.Narrow(1, 1, t - 1).Contiguous().Reshape(-1);
+        return F.CrossEntropy(shifted, targets, ignoreIndex: -100, labelSmoothing: Config.LabelSmoothing);
+    }
+}
