@@ -13,16 +13,12 @@ namespace Vlm.Cli;
 /// </summary>
 public static class BenchModels
 {
-    private static bool _registered;
-
-    public static void RegisterAll()
+    public static IEnumerable<BenchCase> Cases()
     {
-        if (_registered) return;
-        _registered = true;
-        Bench.Register(new BenchCase("vit_b16_forward_b1", "12 pre-norm ViT-B layers (768, 12 heads, MLP 3072, GELU), T197, batch 1, no-grad", o => Vit(o, 1)));
-        Bench.Register(new BenchCase("vit_b16_forward_b8", "as vit_b16_forward_b1 at batch 8", o => Vit(o, 8)));
-        Bench.Register(new BenchCase("train_step_6l_b8", "6 ViT-B layers, batch 8: forward + backward of mean(y²) + AdamW step", Train));
-        Bench.Register(new BenchCase("vit_parts_b8", "one ViT-B layer's pieces at batch 8, no-grad (profiling aid; ms per piece, interleaved)", VitParts));
+        yield return new BenchCase("vit_b16_forward_b1", "12 pre-norm ViT-B layers (768, 12 heads, MLP 3072, GELU), T197, batch 1, no-grad", o => Vit(o, 1));
+        yield return new BenchCase("vit_b16_forward_b8", "as vit_b16_forward_b1 at batch 8", o => Vit(o, 8));
+        yield return new BenchCase("train_step_6l_b8", "6 ViT-B layers, batch 8: forward + backward of mean(y²) + AdamW step", Train);
+        yield return new BenchCase("vit_parts_b8", "one ViT-B layer's pieces at batch 8, no-grad (profiling aid; ms per piece, interleaved)", VitParts);
     }
 
     /// <summary>Matmul flops of pre-norm encoder layers (QKV, scores, ·V, out proj, MLP), as torch_bench.encoder_flop.</summary>
