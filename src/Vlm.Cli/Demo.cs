@@ -18,7 +18,7 @@ public static class Demo
     {
         Seed = seed, TrainScenes = 300, TestScenes = 60, ValScenes = 4, BatchSize = 16,
         TextMlmSteps = 10, VisionSteps = 10, PretrainSteps = 40, VqaSteps = 40, RetrievalSteps = 30,
-        CheckpointEvery = 20, EvalImages = 40, RerankK = 5, LearningRate = 1e-3,
+        CheckpointEvery = 20, EvalImages = 40, RerankK = 5,
     };
 
     public static Command Build()

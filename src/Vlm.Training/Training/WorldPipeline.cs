@@ -31,12 +31,12 @@ public sealed record WorldRunOptions
     public int CrossLayers { get; init; } = 2;
     public int BatchSize { get; init; } = 32;
     public int Accumulate { get; init; } = 1;
-    public int TextMlmSteps { get; init; } = 100;
-    public int VisionSteps { get; init; } = 100;
-    public int PretrainSteps { get; init; } = 250;
-    public int VqaSteps { get; init; } = 250;
+    public int TextMlmSteps { get; init; } = 400;
+    public int VisionSteps { get; init; } = 600;
+    public int PretrainSteps { get; init; } = 400;
+    public int VqaSteps { get; init; } = 500;
     public int RetrievalSteps { get; init; } = 150;
-    public double LearningRate { get; init; } = 1e-3;
+    public double LearningRate { get; init; } = 2e-4;
     /// <summary>Pre-training ITM negatives sampled by ITC similarity instead of uniformly.</summary>
     public bool ItcHardNegatives { get; init; }
     /// <summary>Skip the uni-modal stages (the VL stage starts from random towers).</summary>
