@@ -26,7 +26,7 @@ public sealed record BenchCase(string Name, string Description, Func<BenchOption
 /// </summary>
 public static class Bench
 {
-    private static readonly List<BenchCase> _cases = [.. GemmCases(), AttentionCase(), .. BenchIndex.Cases(), .. BenchBridgeTower.Cases()];
+    private static readonly List<BenchCase> _cases = [.. GemmCases(), AttentionCase(), .. BenchIndex.Cases(), .. BenchBridgeTower.Cases(), .. BenchModels.Cases()];
 
     public static IReadOnlyList<BenchCase> Cases => _cases;
 
@@ -38,7 +38,6 @@ public static class Bench
 
     public static Command Build()
     {
-        BenchModels.RegisterAll();
         var json = new Option<bool>("--json") { Description = "One JSON object per line: name, backend, shape, threads, gflops, ms, peak_mb" };
         var filter = new Option<string?>("--filter") { Description = "Run only benchmarks whose name (or name/shape) contains this substring" };
         var reps = new Option<int>("--reps") { Description = "Timed repetitions per case (median reported, after 2 warm-up runs; backends of one case alternate run by run)", DefaultValueFactory = _ => 7 };

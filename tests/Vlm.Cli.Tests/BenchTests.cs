@@ -57,3 +57,31 @@ public class BenchTests
         Assert.Contains("no benchmark matches", err.ToString());
     }
 }
+
+/// <summary>The model benchmarks' encoder (what vit_b16_forward_* and train_step_6l_b8 time).</summary>
+public class BenchModelsTests
+{
+    [Fact]
+    public void Registry_HasTheModelBenchmarksTorchBenchNames()
+    {
+        foreach (var n in new[] { "vit_b16_forward_b1", "vit_b16_forward_b8", "train_step_6l_b8", "bridgetower_base_forward_b1", "bridgetower_base_forward_b8" })
+            Assert.Contains(Bench.Cases, c => c.Name == n);
+    }
+
+    [Fact]
+    public void NoGradEncoder_WhichFreesIntermediates_MatchesTheRecordingOne()
+    {
+        var (layers, store) = BenchModels.BuildEncoder(2);
+        var x = Vlm.Core.Tensor.Randn([2, 5, 768], new Vlm.Core.Rng(3));
+        var withGraph = BenchModels.RunEncoder(layers, x).ToArray();
+        float[] noGrad;
+        using (Vlm.Core.Tensor.NoGrad())
+        {
+            BenchModels.RunEncoder(layers, x).Dispose();       // fills the pool with freed buffers
+            noGrad = BenchModels.RunEncoder(layers, x).ToArray();
+        }
+        Assert.Equal(withGraph, noGrad);
+        Assert.True(store.Unique().Count() == 2 * 12);       // 2 LayerNorms × 2 + 4 Linears × 2 per layer
+        Assert.Equal(768 * 5 * 2, withGraph.Length);
+    }
+}

@@ -122,14 +122,11 @@ public sealed class BtLinear : Module
         Bias = bias ? vb.Param("bias", [outFeatures], Init.Zeros) : null;
     }
 
-    public Tensor Forward(Tensor x)
-    {
-        var y = x.MatMul(Weight.T);
-        if (Bias is null) return y;
-        var z = y.Add(Bias);
-        BtInit.Free(y);
-        return z;
-    }
+    // One GEMM with the bias added in its epilogue (no second pass, no temporary).
+    public Tensor Forward(Tensor x) => F.Linear(x, Weight, Bias);
+
+    /// <summary>gelu(Forward(x)) (exact erf GELU), fused into the GEMM epilogue in no-grad inference.</summary>
+    public Tensor ForwardGelu(Tensor x) => F.Linear(x, Weight, Bias, gelu: true);
 }
 
 /// <summary>nn.LayerNorm over the last dim.</summary>
@@ -297,9 +294,14 @@ public sealed class BtFeedForward : Module
 
     public Tensor Forward(Tensor x)
     {
-        var h = _intermediate.Forward(x);
-        var a = BridgeTowerActivations.Apply(_act, h);
-        BtInit.Free(h);
+        Tensor a;
+        if (_act == "gelu") a = _intermediate.ForwardGelu(x);
+        else
+        {
+            var h = _intermediate.Forward(x);
+            a = BridgeTowerActivations.Apply(_act, h);
+            BtInit.Free(h);
+        }
         var o = _output.Forward(a, x);
         BtInit.Free(a);
         return o;
@@ -455,9 +457,7 @@ public sealed class BtResidualAttention : Module
     private Tensor Attention(Tensor x) // (B, N, D)
     {
         int b = x.Size(0), n = x.Size(1), hd = _d / _heads;
-        var qkv0 = x.MatMul(_inW.T);
-        var qkv = qkv0.Add(_inB);                                     // (B, N, 3D)
-        BtInit.Free(qkv0);
+        var qkv = F.Linear(x, _inW, _inB);                            // (B, N, 3D)
         Tensor Split(int i) => BtInit.Chain(qkv, t => t.Narrow(-1, i * _d, _d), t => t.Reshape(b, n, _heads, hd), t => t.Permute(0, 2, 1, 3)); // (B, H, N, hd)
         // nn.MultiheadAttention (no masks): softmax(q·kᵀ/√hd)·v per head.
         Tensor q = Split(0), k = Split(1), v = Split(2);
