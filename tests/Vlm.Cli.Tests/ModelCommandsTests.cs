@@ -8,14 +8,7 @@ public sealed class ModelCommandsTests : IClassFixture<TinyBridgeTowerFolder>
 
     public ModelCommandsTests(TinyBridgeTowerFolder f) => _f = f;
 
-    private static (int code, string stdout, string stderr) Run(params string[] args)
-    {
-        var o = new StringWriter(); var e = new StringWriter();
-        var (po, pe) = (Console.Out, Console.Error);
-        Console.SetOut(o); Console.SetError(e);
-        try { return (Program.Main(args), o.ToString(), e.ToString()); }
-        finally { Console.SetOut(po); Console.SetError(pe); }
-    }
+    private static (int code, string stdout, string stderr) Run(params string[] args) => CliRunner.Run(args);
 
     private static JsonElement Json(string s) => JsonDocument.Parse(s).RootElement;
 

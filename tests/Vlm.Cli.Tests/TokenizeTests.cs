@@ -5,14 +5,7 @@ namespace Vlm.Cli.Tests;
 
 public class TokenizeTests
 {
-    private static (int code, string stdout, string stderr) Run(params string[] args)
-    {
-        var o = new StringWriter(); var e = new StringWriter();
-        var (po, pe) = (Console.Out, Console.Error);
-        Console.SetOut(o); Console.SetError(e);
-        try { return (Program.Main(args), o.ToString(), e.ToString()); }
-        finally { Console.SetOut(po); Console.SetError(pe); }
-    }
+    private static (int code, string stdout, string stderr) Run(params string[] args) => CliRunner.Run(args);
 
     [Fact]
     public void JsonOutputMatchesTheFixtureIds()
