@@ -83,7 +83,7 @@ public sealed record BlipConfig
         {
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{origin}: config is not a JSON object");
-            var r = new Reader(root, origin, "");
+            var r = Reader(root, origin, "");
             var mt = r.Str("model_type", "blip");
             if (mt != "blip") throw new InvalidDataException($"{origin}: model_type is '{mt}', expected 'blip'");
             var def = new BlipConfig();
@@ -111,7 +111,7 @@ public sealed record BlipConfig
     {
         var d = new BlipTextConfig();
         if (e is null) return d;
-        var r = new Reader(e.Value, origin, "text_config.");
+        var r = Reader(e.Value, origin, "text_config.");
         var mt = r.Str("model_type", "blip_text_model");
         if (mt != "blip_text_model") throw new InvalidDataException($"{origin}: text_config.model_type is '{mt}', expected 'blip_text_model'");
         var pe = r.Str("position_embedding_type", "absolute");
@@ -145,7 +145,7 @@ public sealed record BlipConfig
     {
         var d = new BlipVisionConfig();
         if (e is null) return d;
-        var r = new Reader(e.Value, origin, "vision_config.");
+        var r = Reader(e.Value, origin, "vision_config.");
         var mt = r.Str("model_type", "blip_vision_model");
         if (mt != "blip_vision_model") throw new InvalidDataException($"{origin}: vision_config.model_type is '{mt}', expected 'blip_vision_model'");
         int channels = r.Int("num_channels", 3);
@@ -185,60 +185,7 @@ public sealed record BlipConfig
             if (id < 0 || id >= t.VocabSize) throw new InvalidDataException($"{origin}: text_config.{name} {id} is outside the vocabulary (vocab_size {t.VocabSize})");
     }
 
-    private readonly struct Reader(JsonElement obj, string origin, string path)
-    {
-        public bool Has(string key) => obj.TryGetProperty(key, out var v) && v.ValueKind != JsonValueKind.Null;
-
-        private InvalidDataException Bad(string key, JsonElement v, string want) =>
-            new($"{origin}: {path}{key} = {v.GetRawText()} is not {want}");
-
-        public int Int(string key, int def)
-        {
-            if (!obj.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return def;
-            if (v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i)) return i;
-            throw Bad(key, v, "an integer");
-        }
-
-        public float Float(string key, float def)
-        {
-            if (!obj.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return def;
-            if (v.ValueKind == JsonValueKind.Number) return (float)v.GetDouble();
-            throw Bad(key, v, "a number");
-        }
-
-        public bool Bool(string key, bool def)
-        {
-            if (!obj.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return def;
-            return v.ValueKind switch
-            {
-                JsonValueKind.True => true,
-                JsonValueKind.False => false,
-                _ => throw Bad(key, v, "a boolean"),
-            };
-        }
-
-        public string Str(string key, string def)
-        {
-            if (!obj.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return def;
-            if (v.ValueKind == JsonValueKind.String) return v.GetString()!;
-            throw Bad(key, v, "a string");
-        }
-
-        public string Act(string key, string def)
-        {
-            var s = Str(key, def);
-            if (!Activations.Names.Contains(s))
-                throw new InvalidDataException($"{origin}: {path}{key} '{s}' is not a known activation ({string.Join(", ", Activations.Names.Order(StringComparer.Ordinal))})");
-            return s;
-        }
-
-        public JsonElement? Obj(string key)
-        {
-            if (!obj.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return null;
-            if (v.ValueKind != JsonValueKind.Object) throw Bad(key, v, "an object");
-            return v;
-        }
-    }
+    private static ConfigReader Reader(JsonElement obj, string origin, string path) => new(obj, origin, path, Activations.Names);
 }
 
 /// <summary>Integer parsing helper shared by the BLIP runners.</summary>

@@ -100,7 +100,7 @@ public sealed record BridgeTowerConfig
         {
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{origin}: config is not a JSON object");
-            var r = new Reader(root, origin, "");
+            var r = Reader(root, origin, "");
             var mt = r.Str("model_type", "bridgetower");
             if (mt != "bridgetower") throw new InvalidDataException($"{origin}: model_type is '{mt}', expected 'bridgetower'");
             var def = new BridgeTowerConfig();
@@ -156,7 +156,7 @@ public sealed record BridgeTowerConfig
     {
         var d = new BridgeTowerTextConfig();
         if (e is null) return d;
-        var r = new Reader(e.Value, origin, "text_config.");
+        var r = Reader(e.Value, origin, "text_config.");
         return new BridgeTowerTextConfig
         {
             VocabSize = r.Int("vocab_size", d.VocabSize),
@@ -188,7 +188,7 @@ public sealed record BridgeTowerConfig
     {
         var d = new BridgeTowerVisionConfig();
         if (e is null) return d;
-        var r = new Reader(e.Value, origin, "vision_config.");
+        var r = Reader(e.Value, origin, "vision_config.");
         return new BridgeTowerVisionConfig
         {
             HiddenSize = r.Int("hidden_size", d.HiddenSize),
@@ -228,59 +228,7 @@ public sealed record BridgeTowerConfig
     }
 
     /// <summary>Typed, defaulting accessors over one JSON object; errors name the full field path.</summary>
-    private readonly struct Reader(JsonElement obj, string origin, string path)
-    {
-        public bool Has(string key) => obj.TryGetProperty(key, out var v) && v.ValueKind != JsonValueKind.Null;
-
-        private InvalidDataException Bad(string key, JsonElement v, string want) =>
-            new($"{origin}: {path}{key} must be {want}, got {v.GetRawText()}");
-
-        public int Int(string key, int def)
-        {
-            if (!obj.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return def;
-            if (v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i)) return i;
-            if (v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double d) && d == Math.Floor(d) && Math.Abs(d) < int.MaxValue) return (int)d;
-            throw Bad(key, v, "an integer");
-        }
-
-        public float Float(string key, float def)
-        {
-            if (!obj.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return def;
-            if (v.ValueKind == JsonValueKind.Number) return (float)v.GetDouble();
-            throw Bad(key, v, "a number");
-        }
-
-        public bool Bool(string key, bool def)
-        {
-            if (!obj.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return def;
-            return v.ValueKind switch
-            {
-                JsonValueKind.True => true,
-                JsonValueKind.False => false,
-                _ => throw Bad(key, v, "true or false"),
-            };
-        }
-
-        public string Str(string key, string def)
-        {
-            if (!obj.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return def;
-            if (v.ValueKind == JsonValueKind.String) return v.GetString()!;
-            throw Bad(key, v, "a string");
-        }
-
-        public string Act(string key, string def)
-        {
-            var s = Str(key, def);
-            if (!BridgeTowerActivations.IsKnown(s))
-                throw new InvalidDataException($"{origin}: {path}{key} '{s}' is not a supported activation ({string.Join(", ", BridgeTowerActivations.Known)})");
-            return s;
-        }
-
-        public JsonElement? Obj(string key)
-        {
-            if (!obj.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return null;
-            if (v.ValueKind != JsonValueKind.Object) throw Bad(key, v, "an object");
-            return v;
-        }
-    }
+    // BridgeTower accepts 12.0 for 12 (an integral JSON float) where an integer is expected.
+    private static ConfigReader Reader(JsonElement obj, string origin, string path) =>
+        new(obj, origin, path, BridgeTowerActivations.Known, integralFloatsAsInts: true);
 }
