@@ -81,36 +81,33 @@ public static class DatasetFormats
         return list;
     }
 
-    public static List<ImageCaption> ReadPairsJsonl(string path, string imageRoot)
-    {
-        var list = new List<ImageCaption>();
-        int line = 0;
-        foreach (var l in File.ReadLines(path))
+    public static List<ImageCaption> ReadPairsJsonl(string path, string imageRoot) =>
+        ReadJsonl(path, (e, line) =>
         {
-            line++;
-            if (string.IsNullOrWhiteSpace(l)) continue;
-            using var d = ParseLine(l, path, line);
-            var e = d.RootElement;
             int id = e.TryGetProperty("image_id", out var iid) && iid.ValueKind == JsonValueKind.Number ? iid.GetInt32() : line;
-            list.Add(new ImageCaption(id, Path.Combine(imageRoot, Str(e, "image", path)), Str(e, "caption", path)));
-        }
-        return list;
-    }
+            return new ImageCaption(id, Path.Combine(imageRoot, Str(e, "image", path)), Str(e, "caption", path));
+        });
 
-    public static List<Nlvr2Item> ReadNlvr2Jsonl(string path, string imageRoot)
-    {
-        var list = new List<Nlvr2Item>();
-        int line = 0;
-        foreach (var l in File.ReadLines(path))
+    public static List<Nlvr2Item> ReadNlvr2Jsonl(string path, string imageRoot) =>
+        ReadJsonl(path, (e, line) =>
         {
-            line++;
-            if (string.IsNullOrWhiteSpace(l)) continue;
-            using var d = ParseLine(l, path, line);
-            var e = d.RootElement;
             string label = Str(e, "label", path);
             if (label is not ("True" or "False")) throw new InvalidDataException($"{path}:{line}: label must be \"True\" or \"False\", got \"{label}\"");
-            list.Add(new Nlvr2Item(Str(e, "identifier", path), Path.Combine(imageRoot, Str(e, "left", path)), Path.Combine(imageRoot, Str(e, "right", path)),
-                Str(e, "sentence", path), label == "True"));
+            return new Nlvr2Item(Str(e, "identifier", path), Path.Combine(imageRoot, Str(e, "left", path)), Path.Combine(imageRoot, Str(e, "right", path)),
+                Str(e, "sentence", path), label == "True");
+        });
+
+    /// <summary>One item per non-blank line of a JSON-lines file; <paramref name="read"/> gets the object and its 1-based line.</summary>
+    private static List<T> ReadJsonl<T>(string path, Func<JsonElement, int, T> read)
+    {
+        var list = new List<T>();
+        int line = 0;
+        foreach (var l in File.ReadLines(path))
+        {
+            line++;
+            if (string.IsNullOrWhiteSpace(l)) continue;
+            using var d = ParseLine(l, path, line);
+            list.Add(read(d.RootElement, line));
         }
         return list;
     }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Vlm.Training.Data;
 using Vlm.Training.World;
 
 namespace Vlm.Training.Tests.World;
@@ -38,6 +39,12 @@ public class WorldDatasetTests
 
             var nlvr = File.ReadAllLines(Path.Combine(dir, "nlvr2_train.jsonl"));
             Assert.Equal(3, nlvr.Length);
+            var nlvrItems = DatasetFormats.ReadNlvr2Jsonl(Path.Combine(dir, "nlvr2_train.jsonl"), dir);
+            Assert.Equal(3, nlvrItems.Count);
+            Assert.All(nlvrItems, i => { Assert.True(File.Exists(i.LeftPath)); Assert.True(File.Exists(i.RightPath)); });
+            var pairs = DatasetFormats.ReadPairsJsonl(Path.Combine(dir, "pairs_train.jsonl"), dir);
+            Assert.Equal(coco.RootElement.GetProperty("annotations").GetArrayLength(), pairs.Count);
+            Assert.All(pairs, p => Assert.Contains(p.ImageId, ids));
             var neg = File.ReadAllLines(Path.Combine(dir, "itm_negatives_train.jsonl")).Select(l => JsonDocument.Parse(l)).ToList();
             Assert.NotEmpty(neg);
             Assert.All(neg, n => Assert.Equal(0, n.RootElement.GetProperty("label").GetInt32()));
