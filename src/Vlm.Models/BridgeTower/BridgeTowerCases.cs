@@ -117,8 +117,8 @@ public static partial class BridgeTowerCases
         public static Runner Create(string cls, BridgeTowerConfig config, IWeightSource? weights) => cls switch
         {
             "transformers.BridgeTowerModel" => new ModelRunner(config, weights),
-            "transformers.BridgeTowerForImageAndTextRetrieval" => new ItmRunner(new BridgeTowerForImageAndTextRetrieval(config, weights, new Rng(0))),
-            "transformers.BridgeTowerForMaskedLM" => new MlmRunner(new BridgeTowerForMaskedLM(config, weights, new Rng(0))),
+            "transformers.BridgeTowerForImageAndTextRetrieval" => Labelled(new BridgeTowerForImageAndTextRetrieval(config, weights, new Rng(0))),
+            "transformers.BridgeTowerForMaskedLM" => Labelled(new BridgeTowerForMaskedLM(config, weights, new Rng(0))),
             "transformers.BridgeTowerForContrastiveLearning" => new ContrastiveRunner(new BridgeTowerForContrastiveLearning(config, weights, new Rng(0))),
             _ => throw new NotSupportedException($"BridgeTower case class '{cls}' is not supported"),
         };
@@ -161,7 +161,13 @@ public static partial class BridgeTowerCases
         }
     }
 
-    private sealed class ItmRunner(BridgeTowerForImageAndTextRetrieval m) : Runner
+    private static Runner Labelled(BridgeTowerForImageAndTextRetrieval m) => new LabelledHeadRunner(m, m.Forward);
+    private static Runner Labelled(BridgeTowerForMaskedLM m) => new LabelledHeadRunner(m, m.Forward);
+
+    /// <summary>A head called as forward(ids, mask, pixels, labels, options) that returns logits and, with labels,
+    /// a loss (ITM and MLM).</summary>
+    private sealed class LabelledHeadRunner(BridgeTowerHeadModel m,
+        Func<Tensor, Tensor?, Tensor, Tensor?, BridgeTowerForwardOptions, BridgeTowerHeadOutput> forward) : Runner
     {
         public override Vlm.Nn.ParameterStore Parameters => m.Parameters;
         public override void Train() => m.Train();
@@ -170,23 +176,7 @@ public static partial class BridgeTowerCases
         public override void Call(Dictionary<string, string> args, Func<string, Tensor> input, Dictionary<string, Tensor> into, string prefix)
         {
             var (ids, mask, px) = Common(args, input);
-            var o = m.Forward(ids, mask, px, Arg(args, "labels", input), Options(args));
-            into[prefix + "logits"] = o.Logits;
-            if (o.Loss != null) into[prefix + "loss"] = o.Loss;
-            o.Base.AddStates(into, prefix);
-        }
-    }
-
-    private sealed class MlmRunner(BridgeTowerForMaskedLM m) : Runner
-    {
-        public override Vlm.Nn.ParameterStore Parameters => m.Parameters;
-        public override void Train() => m.Train();
-        public override void Eval() => m.Eval();
-
-        public override void Call(Dictionary<string, string> args, Func<string, Tensor> input, Dictionary<string, Tensor> into, string prefix)
-        {
-            var (ids, mask, px) = Common(args, input);
-            var o = m.Forward(ids, mask, px, Arg(args, "labels", input), Options(args));
+            var o = forward(ids, mask, px, Arg(args, "labels", input), Options(args));
             into[prefix + "logits"] = o.Logits;
             if (o.Loss != null) into[prefix + "loss"] = o.Loss;
             o.Base.AddStates(into, prefix);
