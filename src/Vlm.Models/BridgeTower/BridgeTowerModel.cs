@@ -76,7 +76,7 @@ public sealed record BridgeTowerForwardOptions
 }
 
 /// <summary>HF `BridgeTowerModel`: towers, bridges and the cross-modal encoder (parameter names without prefix).</summary>
-public sealed class BridgeTowerModel : Module
+public sealed class BridgeTowerModel : Module, IBridgeTowerEncoder
 {
     public BridgeTowerConfig Config { get; }
     public BtContext Context { get; }

@@ -6,6 +6,7 @@
 // is kept out of the model file (it lives in the training state only).
 using Vlm.Core;
 using Vlm.Models.BridgeTower;
+using Vlm.Models.Meter;
 using Vlm.Nn;
 
 namespace Vlm.Training.Model;
@@ -16,7 +17,10 @@ public sealed record ItcEmbeddings(Tensor Text, Tensor Image, Tensor Cross);
 public sealed class MultiTaskBridgeTower : Module
 {
     public BridgeTowerConfig Config { get; }
-    public BridgeTowerModel Base { get; }
+    /// <summary>The encoder: BridgeTower, or METER (no bridges) over the same layers and parameter names.</summary>
+    public IBridgeTowerEncoder Base { get; }
+    /// <summary>True when <see cref="Base"/> is METER.</summary>
+    public bool IsMeter { get; }
     public ParameterStore Parameters { get; }
     /// <summary>Outputs of the vision attribute head (uni-modal vision pre-training).</summary>
     public int NumAttributes { get; }
@@ -31,16 +35,20 @@ public sealed class MultiTaskBridgeTower : Module
     public Tensor LogitScale { get; }
 
     /// <summary>Fresh parameters from <paramref name="rng"/> (HF init: N(0, 0.05) weights, zero biases, unit norms).</summary>
-    public MultiTaskBridgeTower(BridgeTowerConfig config, Rng rng, int numAttributes)
+    /// <param name="meter">build METER (arXiv 2111.02387: cross-modal layers fed by the last uni-modal layer only, no
+    /// link towers) instead of BridgeTower; the heads and every other parameter are the same</param>
+    public MultiTaskBridgeTower(BridgeTowerConfig config, Rng rng, int numAttributes, bool meter = false)
     {
         Config = config;
+        IsMeter = meter;
         NumAttributes = numAttributes;
         int h = config.HiddenSize, vocab = config.TextConfig.VocabSize;
         int c = config.ContrastiveHiddenSize ?? throw new ArgumentException("config needs contrastive_hidden_size");
         var init = Init.Normal(0f, 0.05f * config.InitializerFactor);
         var vbi = VarBuilder.Init(rng);
         var vb = BtVars.From(vbi);
-        Base = Add(new BridgeTowerModel(config, vb["bridgetower"]));
+        Module encoder = meter ? new MeterModel(config, vb["bridgetower"]) : new BridgeTowerModel(config, vb["bridgetower"]);
+        Base = (IBridgeTowerEncoder)Add(encoder);
         var m = vb["mlm_score"];
         _mlmDense = Add(new BtLinear(m["transform"]["dense"], h, h, init: init));
         _mlmLn = Add(new BtLayerNorm(m["transform"]["LayerNorm"], h, config.LayerNormEps));

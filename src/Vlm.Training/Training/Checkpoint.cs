@@ -23,7 +23,9 @@ public static class Checkpoint
     public const string TrainerStateFile = "trainer_state.json";
 
     /// <summary>HF config.json of a BridgeTower config (the fields BridgeTowerConfig.FromJson reads).</summary>
-    public static string ConfigJson(BridgeTowerConfig c)
+    /// <param name="meter">mark the folder as METER (no link towers; see Vlm.Models.Meter): HF's BridgeTower classes
+    /// cannot load it, and the key says why</param>
+    public static string ConfigJson(BridgeTowerConfig c, bool meter = false)
     {
         var t = c.TextConfig; var v = c.VisionConfig;
         var o = new JsonObject
@@ -58,6 +60,7 @@ public static class Checkpoint
                 ["initializer_factor"] = v.InitializerFactor,
             },
         };
+        if (meter) o["cross_modal_encoder"] = "meter";
         if (c.ContrastiveHiddenSize is int ch) o["contrastive_hidden_size"] = ch;
         if (c.LogitScaleInitValue is float ls) o["logit_scale_init_value"] = ls;
         if (c.Id2Label is { } labels)
@@ -83,7 +86,7 @@ public static class Checkpoint
     public static void WriteModelFiles(string dir, MultiTaskBridgeTower model, string tokenizerDir, int imageSize)
     {
         Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "config.json"), ConfigJson(model.Config));
+        File.WriteAllText(Path.Combine(dir, "config.json"), ConfigJson(model.Config, model.IsMeter));
         SafeTensors.Save(Path.Combine(dir, ModelFile), model.HfParameters(), new Dictionary<string, string> { ["format"] = "pt" });
         foreach (var f in Text.WorldBpe.Files)
             if (File.Exists(Path.Combine(tokenizerDir, f))) File.Copy(Path.Combine(tokenizerDir, f), Path.Combine(dir, f), overwrite: true);

@@ -46,6 +46,17 @@ public sealed record WorldRunOptions
     public int RerankK { get; init; } = 10;
     public int MaxTextLength { get; init; } = 40;
     public bool Resume { get; init; }
+    /// <summary>Cross-modal encoder: BridgeTower with this link tower (bridge) type...</summary>
+    public LinkTowerType LinkTower { get; init; } = LinkTowerType.Add;
+    /// <summary>...or METER (no bridges; LinkTower is then unused). See Vlm.Models.Meter.</summary>
+    public bool Meter { get; init; }
+    /// <summary>Start the VL stages from uni-modal towers saved by a <see cref="UniModalOnly"/> run (the uni-modal
+    /// stages are skipped); the file must match this run's tokenizer and sizes.</summary>
+    public string? UniModalTowers { get; init; }
+    /// <summary>Stop after the uni-modal stages and save the towers to <c>out/unimodal_towers.safetensors</c>.</summary>
+    public bool UniModalOnly { get; init; }
+    /// <summary>World folder shared between runs (generated there once); null = <c>out/world</c>.</summary>
+    public string? WorldDir { get; init; }
     /// <summary>Stop after this many optimizer steps of the named stage (simulated kill, for tests).</summary>
     public (string Stage, long Step)? StopAt { get; init; }
 }
@@ -92,10 +103,10 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
     public WorldReport Run()
     {
         Directory.CreateDirectory(outDir);
-        var worldDir = Path.Combine(outDir, "world");
+        var worldDir = o.WorldDir ?? Path.Combine(outDir, "world");
         _gen = new WorldGenerator(o.Seed, new WorldOptions { MinImageSize = o.ImageSize, MaxImageSize = o.ImageSize });
         var splits = new WorldSplits(o.TrainScenes, o.ValScenes, o.TestScenes);
-        if (!(o.Resume && File.Exists(Path.Combine(worldDir, "dataset_karpathy.json"))))
+        if (!((o.Resume || o.WorldDir != null) && File.Exists(Path.Combine(worldDir, "dataset_karpathy.json"))))
         {
             using var bar = new Pipeline.ProgressBar("world", o.TrainScenes + o.ValScenes + o.TestScenes, "scene", ProgressOutput);
             WorldDataset.Write(worldDir, _gen, splits, (p, rgb, w, h) => PngEncoder.Save(new Image(w, h, PixelMode.RGB, rgb), p),
@@ -112,15 +123,26 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
         _pixels = new PixelCache((BridgeTowerImageProcessor)ImageProcessorBase.FromConfigFile(Path.Combine(outDir, "preprocessor_config.json")));
 
         var config = MakeConfig(tok.VocabSize, tok.PadId);
-        var model = new MultiTaskBridgeTower(config, new Rng(o.Seed ^ 0xB7), NumAttributes);
-        _log.WriteLine($"model: BridgeTower, {model.Parameters.NumElements:N0} parameters (hidden {o.Hidden}, {o.TowerLayers} layers per tower, {o.CrossLayers} cross-modal, {o.ImageSize} px / patch {o.PatchSize})");
+        var model = new MultiTaskBridgeTower(config, new Rng(o.Seed ^ 0xB7), NumAttributes, o.Meter);
+        _log.WriteLine($"model: {(o.Meter ? "METER" : $"BridgeTower ({config.LinkTowerType} bridges)")}, {model.Parameters.NumElements:N0} parameters (hidden {o.Hidden}, {o.TowerLayers} layers per tower, {o.CrossLayers} cross-modal, {o.ImageSize} px / patch {o.PatchSize})");
         var trainer = new BridgeTowerTrainer(model, outDir, _tokDir, o.ImageSize, o.Resume, _log) { ProgressOutput = ProgressOutput };
         var stages = new List<StageResult>();
 
-        if (!o.FromScratch)
+        if (o.UniModalTowers is { } towers)
+        {
+            int n = UniModalTowerFile.Load(model, towers);
+            _log.WriteLine($"uni-modal towers: {n} tensors from {towers}; uni-modal stages skipped");
+        }
+        else if (!o.FromScratch)
         {
             if (!Stage(stages, trainer.Run(Opt("text-mlm", o.TextMlmSteps), MakeTextMlm, b => TextMlmStep(model, b)))) return Partial(stages);
             if (!Stage(stages, trainer.Run(Opt("vision-attributes", o.VisionSteps), MakeAttr, b => AttrStep(model, b)))) return Partial(stages);
+        }
+        if (o.UniModalOnly)
+        {
+            var path = Path.Combine(outDir, UniModalTowerFile.FileName);
+            UniModalTowerFile.Save(model, path);
+            return Partial(stages) with { ModelDir = path, Interrupted = false };
         }
         if (!Stage(stages, trainer.Run(Opt("vl-pretrain", o.PretrainSteps), MakePretrain, b => PretrainStep(model, b)))) return Partial(stages);
         Checkpoint.WriteModelFiles(Path.Combine(outDir, "models", "pretrained"), model, _tokDir, o.ImageSize);
@@ -175,7 +197,7 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
         int heads = Math.Max(1, o.Hidden / 64);
         return new BridgeTowerConfig
         {
-            HiddenSize = o.Hidden, NumHiddenLayers = o.CrossLayers, NumAttentionHeads = heads,
+            HiddenSize = o.Hidden, NumHiddenLayers = o.CrossLayers, NumAttentionHeads = heads, LinkTowerType = o.LinkTower,
             ContrastiveHiddenSize = o.Hidden, LogitScaleInitValue = 2.6592f, Id2Label = _answers, NumLabels = _answers.Count,
             TextConfig = new BridgeTowerTextConfig
             {
