@@ -43,13 +43,13 @@ public static class BridgesAblation
     ];
 
     /// <summary>The experiment's scale at <c>--steps-scale 1</c>: the demo's model (hidden 128, 2 + 2 layers,
-    /// 64 px) with fewer steps and a smaller held-out set, sized so 3 seeds × 4 variants finish in about 25 minutes
-    /// on the shared 2-core machine.</summary>
+    /// 64 px) on a smaller world with far fewer steps, sized so 3 seeds × 4 variants finish in about 25 minutes on the
+    /// shared 2-core machine under heavy load (load average 30–55 while it was chosen).</summary>
     public static WorldRunOptions DefaultScale(ulong seed) => new()
     {
-        Seed = seed, TrainScenes = 1000, ValScenes = 4, TestScenes = 100, BatchSize = 24,
-        TextMlmSteps = 150, VisionSteps = 150, PretrainSteps = 50, VqaSteps = 50, RetrievalSteps = 16,
-        CheckpointEvery = 0, EvalImages = 60, RerankK = 5,
+        Seed = seed, TrainScenes = 600, ValScenes = 4, TestScenes = 100, BatchSize = 24,
+        TextMlmSteps = 100, VisionSteps = 100, PretrainSteps = 40, VqaSteps = 40, RetrievalSteps = 12,
+        CheckpointEvery = 0, EvalImages = 50, RerankK = 5,
     };
 
     public static WorldRunOptions Scaled(WorldRunOptions o, double k)
