@@ -89,7 +89,7 @@ async function setImage(blob, name) {
   img.alt = `Selected image: ${name}`;
   img.src = state.image.url;
   $("stage").hidden = false;
-  $("drop-help").firstChild.textContent = "Drop another image, paste one, or ";
+  $("drop-text").textContent = "Drop another image, paste one, or";
   clearHeat();
   for (const id of ["itm-card", "vqa-card", "heat-card", "caption-card", "retrieval"]) $(id).hidden = true;
   setStatus(`Image: ${name}. Type a caption or question and press Ask.`);
@@ -110,14 +110,9 @@ async function setImageFromUrl(url, name) {
 function wireImageInput() {
   const drop = $("drop"), file = $("file");
   file.addEventListener("change", () => { if (file.files[0]) setImage(file.files[0], file.files[0].name); file.value = ""; });
-  drop.addEventListener("click", (e) => {
-    // The label already opens the picker; a second click() would open it twice.
-    if (e.target.closest("label") || e.target === file) return;
-    file.click();
-  });
-  drop.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); file.click(); }
-  });
+  // The button is the keyboard / screen-reader way in; a click anywhere else on the zone is a mouse shortcut.
+  $("pick").addEventListener("click", (e) => { e.stopPropagation(); file.click(); });
+  drop.addEventListener("click", (e) => { if (e.target !== file) file.click(); });
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => {
@@ -190,7 +185,7 @@ async function caption(seq) {
 async function ask(ev) {
   ev.preventDefault();
   const text = $("text").value.trim();
-  if (!state.image) { setError("", "Choose an image first (drop one, pick a file, or click a demo image)."); $("drop").focus(); return; }
+  if (!state.image) { setError("", "Choose an image first (drop one, pick a file, or click a demo image)."); $("pick").focus(); return; }
   if (!text) { setError("", "Type a caption or a question."); $("text").focus(); return; }
   clearErrors();
   const seq = ++state.seq;
@@ -205,7 +200,7 @@ async function ask(ev) {
     run("Heat map", api("/v1/attention", { image, text }), (r) => showHeat(r)),
   ];
   if (state.retrieval) {
-    parts.push(run("Retrieval", api("/v1/retrieve", { text, top_k: 8, rerank: true }), (r) => showRetrieval(r),
+    parts.push(run("Retrieval", api("/v1/retrieve", { text, top_k: 8, rerank: true }), (r) => showRetrieval(r, "text"),
       (e) => { if (unavailable(e)) { state.retrieval = false; return true; } return false; }));
   }
   const ok = await Promise.all(parts);
@@ -273,7 +268,23 @@ function showVqa(r) {
   $("vqa-card").hidden = false;
 }
 
-function showRetrieval(r) {
+async function retrieveByImage() {
+  if (!state.image) return;
+  const seq = state.seq, btn = $("by-image");
+  btn.disabled = true;
+  setError("Retrieval", null);
+  try {
+    const r = await api("/v1/retrieve", { image: state.image.base64, top_k: 8 });
+    if (seq === state.seq) showRetrieval(r, "image");
+  } catch (e) {
+    if (seq === state.seq) setError("Retrieval", e.message);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+function showRetrieval(r, by) {
+  $("ret-h").textContent = by === "image" ? "Images in the index like this picture" : "Images in the index matching the text";
   const grid = $("ret-grid");
   grid.replaceChildren(...(r.results || []).map((x, i) => {
     const li = document.createElement("li");
@@ -390,6 +401,7 @@ function drawHeat() {
 function init() {
   wireImageInput();
   $("ask").addEventListener("submit", ask);
+  $("by-image").addEventListener("click", retrieveByImage);
   $("preview").addEventListener("load", drawHeat);
   window.addEventListener("resize", drawHeat);
   $("opacity").addEventListener("input", () => {
