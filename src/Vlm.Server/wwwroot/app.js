@@ -357,8 +357,20 @@ function fitPreview() {
   img.style.height = `${Math.round(img.naturalHeight * k)}px`;
 }
 
-// The heat map covers the region of the image the model saw: `region` {x, y, w, h} in source pixels when the
-// server sends it (a centre crop), else the whole image.
+// The part of the source image the model saw, in source pixels: `region` {x, y, w, h} when the server sends it.
+// Otherwise a square grid over a non-square image means BridgeTower's processor (resize the shortest edge, then
+// centre-crop a square), so the centre square; anything else covers the whole image.
+function heatRegion(r, w, h) {
+  const g = r.region;
+  if (g && [g.x, g.y, g.w, g.h].every(Number.isFinite) && g.w > 0 && g.h > 0) return g;
+  if (r.grid_w === r.grid_h && w !== h) {
+    const s = Math.min(w, h);
+    return { x: (w - s) / 2, y: (h - s) / 2, w: s, h: s };
+  }
+  return { x: 0, y: 0, w, h };
+}
+
+// The heat map is drawn over heatRegion(); outside it the image is left as it is.
 function drawHeat() {
   fitPreview();
   const r = state.heat, img = $("preview"), c = $("heat");
@@ -386,7 +398,7 @@ function drawHeat() {
   }
   cg.putImageData(data, 0, 0);
 
-  const reg = r.region || { x: 0, y: 0, w: img.naturalWidth, h: img.naturalHeight };
+  const reg = heatRegion(r, img.naturalWidth, img.naturalHeight);
   const sx = c.width / img.naturalWidth, sy = c.height / img.naturalHeight;
   const g = c.getContext("2d");
   g.clearRect(0, 0, c.width, c.height);
