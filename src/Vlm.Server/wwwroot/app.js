@@ -6,7 +6,8 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   image: null,        // { blob, name, base64, url } of the selected image
-  heat: null,         // last /v1/attention response, redrawn on resize / colour-map change
+  heat: null,         // last /v1/attention response, redrawn on resize / colour-map / token change
+  heatToken: -1,      // which text token's map is drawn; -1: the response's overall heatmap
   retrieval: true,    // false once the server said it has no index (the section stays hidden)
   caption: true,      // false once the server said it has no captioning model (501)
   busy: false,
@@ -136,7 +137,7 @@ async function loadDemoImages() {
   try { list = await api("/v1/demo-images"); } catch (e) { if (!unavailable(e)) setError("Demo images", e.message); return; }
   if (!Array.isArray(list) || list.length === 0) return;
   const strip = $("demo-strip");
-  strip.replaceChildren(...list.map(({ name, url }) => {
+  strip.replaceChildren(...list.map(({ name, url, caption }) => {
     const li = document.createElement("li");
     const b = document.createElement("button");
     b.type = "button";
@@ -147,7 +148,11 @@ async function loadDemoImages() {
     img.src = url;
     img.alt = `Demo image ${name}`;
     b.append(img);
-    b.addEventListener("click", () => setImageFromUrl(url, name));
+    b.addEventListener("click", async () => {
+      await setImageFromUrl(url, name);
+      // The demo's true caption is a handy first thing to try (a hint only: the field keeps what was typed).
+      if (caption) $("text").placeholder = caption;
+    });
     li.append(b);
     return li;
   }));
@@ -155,17 +160,19 @@ async function loadDemoImages() {
 }
 
 async function loadInfo() {
-  // Purely informative: which model the service runs, if /healthz says so.
+  // Which model the service runs, and whether it has an index / a captioner: parts it lacks are never asked for.
   try {
     const h = await api("/healthz");
-    if (h && typeof h === "object") {
-      const parts = [];
-      for (const k of ["model", "model_type", "index", "index_size", "blip"]) {
-        if (h[k] !== undefined && h[k] !== null && typeof h[k] !== "object") parts.push(`${k}: ${h[k]}`);
-      }
-      $("model-info").textContent = parts.join(" · ");
-    }
-  } catch { /* an older server without /healthz details: nothing to show */ }
+    if (!h || typeof h !== "object") return;
+    if (h.index === null) state.retrieval = false;
+    if (h.caption === false) state.caption = false;
+    const parts = [];
+    if (h.model) parts.push(`model ${h.model}`);
+    if (Array.isArray(h.heads) && h.heads.length) parts.push(`heads: ${h.heads.join(", ")}`);
+    parts.push(h.index && Number.isFinite(h.index.count) ? `index: ${h.index.count} images` : "no index");
+    parts.push(h.caption ? "captions on" : "no captioner");
+    $("model-info").textContent = parts.join(" · ");
+  } catch { /* no /healthz details: every part is tried and hides itself if the service lacks it */ }
 }
 
 // ---------------------------------------------------------------- requests
@@ -291,7 +298,7 @@ function showRetrieval(r, by) {
     const fig = document.createElement("figure");
     const img = document.createElement("img");
     img.loading = "lazy";
-    img.src = `/v1/index-image/${encodeURIComponent(x.id)}`;
+    img.src = x.image_url || "/v1/index-image/" + String(x.id).split("/").map(encodeURIComponent).join("/");
     const name = String(x.path || x.id).split(/[\\/]/).pop();
     img.alt = `Result ${i + 1}: ${name}`;
     const cap = document.createElement("figcaption");
@@ -341,7 +348,32 @@ function clearHeat() {
 
 function showHeat(r) {
   state.heat = r;
-  $("heat-tokens").textContent = Array.isArray(r.tokens) && r.tokens.length ? `Text tokens: ${r.tokens.join(" ")}` : "";
+  state.heatToken = -1;
+  const box = $("heat-tokens");
+  const per = Array.isArray(r.token_heatmaps) && Array.isArray(r.tokens) && r.token_heatmaps.length === r.tokens.length;
+  box.replaceChildren();
+  box.hidden = !per;
+  if (per) {
+    // One radio per text token: whose attention over the image is drawn (-1: the whole text, i.e. the heatmap field).
+    const legend = document.createElement("legend");
+    legend.textContent = "Attention of";
+    box.append(legend);
+    const choices = [[-1, "whole text"], ...r.tokens.map((t, i) => [i, t])];
+    for (const [i, label] of choices) {
+      const l = document.createElement("label");
+      l.className = "chip";
+      const input = document.createElement("input");
+      input.type = "radio";
+      input.name = "heat-token";
+      input.value = String(i);
+      input.checked = i === -1;
+      input.addEventListener("change", () => { state.heatToken = i; drawHeat(); });
+      const span = document.createElement("span");
+      span.textContent = label;
+      l.append(input, span);
+      box.append(l);
+    }
+  }
   $("heat-card").hidden = false;
   drawHeat();
 }
@@ -375,7 +407,7 @@ function drawHeat() {
   fitPreview();
   const r = state.heat, img = $("preview"), c = $("heat");
   if (!r || !img.complete || !img.naturalWidth) return;
-  const gw = r.grid_w, gh = r.grid_h, hm = r.heatmap;
+  const gw = r.grid_w, gh = r.grid_h, hm = state.heatToken >= 0 ? r.token_heatmaps[state.heatToken] : r.heatmap;
   if (!(gw > 0 && gh > 0) || !Array.isArray(hm) || hm.length !== gh) { setError("Heat map", "malformed heat map from the server"); return; }
   const w = img.clientWidth, h = img.clientHeight, dpr = window.devicePixelRatio || 1;
   c.style.left = `${img.offsetLeft}px`;
