@@ -29,11 +29,12 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
 
     public PageTests(Session s) => _s = s;
 
-    /// <summary>One server and one browser for the class: starting Chromium is the slow part.</summary>
+    /// <summary>One model folder (with an index), one server and one browser for the class: starting Chromium is the
+    /// slow part.</summary>
     public sealed class Session : IAsyncLifetime
     {
-        public TinyBridgeTowerFolder Model { get; } = new();
-        public ServerUnderTest Server { get; private set; } = null!;
+        public ModelFixture Model { get; } = new();
+        public Running Server { get; private set; } = null!;
         public HeadlessChromium Browser { get; private set; } = null!;
         public string? StartError { get; private set; }
 
@@ -48,7 +49,7 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
                              "Chromium or Chrome binary, or set VLM_SKIP_BROWSER_TEST=1 to skip the browser test.";
                 return;
             }
-            Server = await ServerUnderTest.StartAsync(Model);
+            Server = await ModelFixture.StartAsync(Model.Options());
             Browser = await HeadlessChromium.StartAsync(exe, 1280, 900, Wait);
         }
 
@@ -66,7 +67,7 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
         }
     }
 
-    private static string Js(string s) => JsonSerializer.Serialize(s);
+    private static string Url(Running r) => r.Server.Address.ToString();
 
     private const string Probe = """
         JSON.stringify({ error: document.getElementById('error').textContent, status: document.getElementById('status').textContent,
@@ -78,9 +79,8 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
     public async Task Demo_image_and_question_show_answers_match_score_and_heat_map()
     {
         var b = _s.Ready();
-        await b.NavigateAsync(_s.Server.Url, Wait);
+        await b.NavigateAsync(Url(_s.Server), Wait);
         await b.WaitForAsync("document.querySelectorAll('#demo-strip button').length > 0", "the demo image strip", Wait);
-        var demoName = (await b.EvalAsync("document.querySelector('#demo-strip button').dataset.name")).GetString()!;
 
         await b.ClickAsync("#demo-strip li:first-child button");
         await b.WaitForAsync("!document.getElementById('stage').hidden && document.getElementById('preview').naturalWidth > 0",
@@ -144,7 +144,11 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
             Math.Min(iw, ih) / Math.Max(iw, ih) - 0.02, 1);
         Assert.True(heat.GetProperty("distinct").GetInt32() > 1, "the heat map is one flat colour: " + heat);
 
-        await RetrievalShownWhenIndexed(b);
+        // The session's server has an index: the text's nearest images come back as loaded thumbnails.
+        await b.WaitForAsync("""
+            document.querySelectorAll('#ret-grid img').length > 0 && !document.getElementById('retrieval').hidden
+              && [...document.querySelectorAll('#ret-grid img')].every(i => i.complete && i.naturalWidth > 0)
+            """, "retrieval thumbnails", Wait, Probe);
         await b.EvalAsync("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))");
         var png = await b.ScreenshotAsync();
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
@@ -152,29 +156,19 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
         if (!string.IsNullOrEmpty(shotPath)) await File.WriteAllBytesAsync(shotPath, png);
 
         AssertNoPageErrors(b);
-        _ = demoName;
-    }
-
-    private async Task RetrievalShownWhenIndexed(HeadlessChromium b)
-    {
-        if (!_s.Server.HasIndex)
-        {
-            Assert.Equal(JsonValueKind.True, (await b.EvalAsync("document.getElementById('retrieval').hidden")).ValueKind);
-            return;
-        }
-        await b.WaitForAsync("document.querySelectorAll('#ret-grid img').length > 0 && [...document.querySelectorAll('#ret-grid img')].every(i => i.complete && i.naturalWidth > 0)",
-            "retrieval thumbnails", Wait, Probe);
     }
 
     [BrowserFact]
     public async Task Server_errors_are_shown_to_the_user()
     {
         var b = _s.Ready();
-        await b.NavigateAsync(_s.Server.Url, Wait);
-        await b.WaitForAsync("document.getElementById('submit') !== null", "the page", Wait);
+        // A server without an index: the page must not offer retrieval at all.
+        await using var server = await ModelFixture.StartAsync(_s.Model.Options(o => o with { IndexPath = null }));
+        await b.NavigateAsync(Url(server), Wait);
+        await b.WaitForAsync("document.getElementById('model-info').textContent.includes('no index')", "the page to read /healthz", Wait);
 
         // A file that claims to be a PNG but is not: picked through the real <input type=file>.
-        var bad = Path.Combine(_s.Model.Dir, "broken.png");
+        var bad = Path.Combine(_s.Model.Tiny.Dir, "broken.png");
         await File.WriteAllBytesAsync(bad, "not an image at all"u8.ToArray());
         var doc = await b.SendAsync("DOM.getDocument");
         var node = await b.SendAsync("DOM.querySelector", new JsonObject
@@ -191,7 +185,8 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
         await b.WaitForAsync("!document.getElementById('error').hidden && !document.getElementById('submit').disabled",
             "an error message", Wait, Probe);
 
-        var direct = await _s.Server.Http.PostAsJsonAsync("/v1/vqa", new { image = Convert.ToBase64String(File.ReadAllBytes(bad)), question = "x" });
+        Assert.Equal(JsonValueKind.True, (await b.EvalAsync("document.getElementById('retrieval').hidden")).ValueKind);
+        var direct = await server.Http.PostAsJsonAsync("/v1/vqa", new { image = Convert.ToBase64String(File.ReadAllBytes(bad)), question = "x" });
         Assert.False(direct.IsSuccessStatusCode);
         var serverMessage = JsonNode.Parse(await direct.Content.ReadAsStringAsync())!["error"]!.GetValue<string>();
         var shown = (await b.EvalAsync("document.getElementById('error').textContent")).GetString()!;
