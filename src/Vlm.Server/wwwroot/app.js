@@ -167,7 +167,7 @@ async function loadInfo() {
     if (h.index === null) state.retrieval = false;
     if (h.caption === false) state.caption = false;
     const parts = [];
-    if (h.model) parts.push(`model ${h.model}`);
+    if (h.model) parts.push(`model: ${h.model}`);
     if (Array.isArray(h.heads) && h.heads.length) parts.push(`heads: ${h.heads.join(", ")}`);
     parts.push(h.index && Number.isFinite(h.index.count) ? `index: ${h.index.count} images` : "no index");
     parts.push(h.caption ? "captions on" : "no captioner");
