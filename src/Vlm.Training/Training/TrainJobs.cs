@@ -112,6 +112,7 @@ public static class TrainJobs
     public static TrainJobResult Finetune(FinetuneTask task, TrainJobOptions o, TextWriter log, TextWriter? progress = null)
     {
         if (o.Model == null) throw new ArgumentException("fine-tuning needs --model (an HF BridgeTower folder)");
+        if (!Directory.Exists(o.Model)) throw new DirectoryNotFoundException($"model folder not found: {o.Model}");
         var data = new DatasetFolder(o.Data) { ImagePattern = o.ImagePattern };
         string stage = StageName(task);
         var baseConfig = BridgeTowerConfig.Load(Path.Combine(o.Model, "config.json"));
