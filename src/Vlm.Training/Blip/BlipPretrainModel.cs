@@ -24,7 +24,7 @@ public sealed record BlipPretrainConfig
     /// <summary>ALBEF: number of text-only layers (the rest fuse the image). BLIP: 0.</summary>
     public int FusionStart { get; init; }
     public int QueueSize { get; init; } = 57600;
-    public float Momentum { get; init; } = 0.995f;
+    public double Momentum { get; init; } = 0.995;
     public float Alpha { get; init; } = 0.4f;
     /// <summary>Steps over which α ramps linearly from 0 (0 = constant α).</summary>
     public long AlphaRampSteps { get; init; }

@@ -36,10 +36,12 @@ public sealed class MomentumCopy
         foreach (var (_, o, m) in Pairs) o.Contiguous().Span.CopyTo(m.Span);
     }
 
-    public void Update(float momentum)
+    /// <param name="momentum">m as the reference's Python float (a double): 1 − m is taken in double, then both
+    /// coefficients are rounded to float32, as torch does for a float tensor times a Python scalar.</param>
+    public void Update(double momentum)
     {
         // torch: param_m.data * m + param.data * (1. - m), each product rounded to float32, then the sum.
-        float a = momentum, c = (float)(1.0 - (double)momentum);
+        float a = (float)momentum, c = (float)(1.0 - momentum);
         foreach (var (_, o, m) in Pairs)
         {
             var ms = m.Span;
