@@ -89,6 +89,8 @@ public sealed class MeterModel : Module, IBridgeTowerEncoder
         var hsImage = o.OutputHiddenStates ? new List<Tensor>() : null;
         var hsCross = o.OutputHiddenStates ? new List<(Tensor, Tensor)>() : null;
         var attns = o.OutputAttentions ? new List<(Tensor, Tensor)>() : null;
+        var crossAttns = o.OutputCrossAttentions ? new List<(Tensor, Tensor)>() : null;
+        bool wantCross = crossAttns != null;
         static Tensor Lnd(Tensor x) => x.Permute(1, 0, 2).Contiguous();
 
         // Both towers run to the end first: nothing but their last layer reaches the cross-modal encoder.
@@ -128,12 +130,13 @@ public sealed class MeterModel : Module, IBridgeTowerEncoder
         // The image mask is all ones (pixel_mask is ignored, as in BridgeTower), so its additive mask is skipped.
         for (int i = 0; i < _crossText.Length; i++)
         {
-            var (nt, pText) = _crossText[i].Forward(crossText, crossImage, textMask, null, o.OutputAttentions);
-            var (ni, pImage) = _crossImage[i].Forward(crossImage, crossText, null, textMask, o.OutputAttentions);
+            var (nt, pText, xText) = _crossText[i].Forward(crossText, crossImage, textMask, null, o.OutputAttentions, wantCross);
+            var (ni, pImage, xImage) = _crossImage[i].Forward(crossImage, crossText, null, textMask, o.OutputAttentions, wantCross);
             if (hsCross is null) { BtInit.Free(crossText); BtInit.Free(crossImage); }
             crossText = nt; crossImage = ni;
             hsCross?.Add((crossText, crossImage));
             if (attns != null) attns.Add((pText!, pImage!));
+            crossAttns?.Add((xText!, xImage!));
         }
 
         var pooled = Tensor.Cat([_textPooler.Forward(crossText), _imagePooler.Forward(crossImage)], -1);
@@ -148,6 +151,7 @@ public sealed class MeterModel : Module, IBridgeTowerEncoder
             ImageHiddenStates = hsImage,
             CrossHiddenStates = hsCross,
             Attentions = attns,
+            CrossAttentions = crossAttns,
         };
     }
 }

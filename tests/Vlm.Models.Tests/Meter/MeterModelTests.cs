@@ -43,7 +43,7 @@ public class MeterModelTests
     {
         var (m, _) = Build(vb => new MeterModel(Tiny(2, 2), vb), new Rng(1));
         var (ids, mask, px) = Inputs();
-        var o = m.Forward(ids, mask, px, new BridgeTowerForwardOptions { OutputHiddenStates = true, OutputAttentions = true });
+        var o = m.Forward(ids, mask, px, new BridgeTowerForwardOptions { OutputHiddenStates = true, OutputAttentions = true, OutputCrossAttentions = true });
         Assert.Equal([2, 5, 32], o.TextFeatures.ShapeArray());
         Assert.Equal([2, 5, 32], o.ImageFeatures.ShapeArray());
         Assert.Equal([2, 64], o.PoolerOutput.ShapeArray());
@@ -53,6 +53,8 @@ public class MeterModelTests
         Assert.Equal(3, o.ImageHiddenStates!.Count);         // ln_pre + 2 blocks
         Assert.Equal(2, o.CrossHiddenStates!.Count);         // one per cross-modal layer
         Assert.Equal([2, 2, 5, 5], o.Attentions![1].Text.ShapeArray());
+        Assert.Equal([2, 2, 5, 5], o.CrossAttentions![1].TextToImage.ShapeArray());   // 5 text tokens → 1 + 4 patches
+        Assert.Equal(2, o.CrossAttentions.Count);
         Assert.All(o.PoolerOutput.ToArray(), v => Assert.True(float.IsFinite(v)));
         // The last cross layer's outputs are the features; the cross stack's first input is the last tower layer.
         TensorAssert.Close(o.CrossHiddenStates[1].Text, o.TextFeatures, 0f, 0f);
