@@ -104,6 +104,7 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
             using var bar = new Pipeline.ProgressBar("world", o.TrainScenes + o.ValScenes + o.TestScenes, "scene", ProgressOutput);
             WorldDataset.Write(worldDir, _gen, splits, (p, rgb, w, h) => PngEncoder.Save(new Image(w, h, PixelMode.RGB, rgb), p),
                 new Progress<int>(n => bar.Report(n)));
+            new WorldInfo(o.Seed, o.ImageSize, o.TrainScenes, o.ValScenes, o.TestScenes).Save(worldDir);
         }
         LoadData(worldDir);
 
