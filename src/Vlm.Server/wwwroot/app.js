@@ -447,6 +447,12 @@ function init() {
   $("ask").addEventListener("submit", ask);
   $("by-image").addEventListener("click", retrieveByImage);
   $("preview").addEventListener("load", drawHeat);
+  // PPM/PGM (and broken files) the browser cannot show: the service may still read them, so only say so.
+  $("preview").addEventListener("error", () => {
+    if (!state.image) return;
+    $("stage").hidden = true;
+    $("drop-text").textContent = `${state.image.name} is selected (this browser cannot preview it). Drop another image, paste one, or`;
+  });
   window.addEventListener("resize", drawHeat);
   $("opacity").addEventListener("input", () => {
     $("opacity-out").textContent = `${$("opacity").value}%`;

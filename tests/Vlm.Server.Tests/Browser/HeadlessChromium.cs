@@ -278,6 +278,24 @@ public sealed class HeadlessChromium : IAsyncDisposable
             });
     }
 
+    /// <summary>Drags a file from "outside the browser" and drops it on the centre of <paramref name="selector"/>
+    /// (dragenter, dragover, drop with a real <c>DataTransfer</c> holding the file).</summary>
+    public async Task DropFileAsync(string selector, string path)
+    {
+        var box = await EvalAsync($$"""
+            (() => { const e = document.querySelector({{JsonSerializer.Serialize(selector)}}); if (!e) return null;
+                     e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();
+                     return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()
+            """);
+        if (box.ValueKind != JsonValueKind.Object) throw new InvalidOperationException($"no element matches {selector}");
+        foreach (var type in new[] { "dragEnter", "dragOver", "drop" })
+            await SendAsync("Input.dispatchDragEvent", new JsonObject
+            {
+                ["type"] = type, ["x"] = box.GetProperty("x").GetDouble(), ["y"] = box.GetProperty("y").GetDouble(),
+                ["data"] = new JsonObject { ["items"] = new JsonArray(), ["files"] = new JsonArray(path), ["dragOperationsMask"] = 1 },
+            });
+    }
+
     /// <summary>Focuses an input and types <paramref name="text"/> into it as keyboard input.</summary>
     public async Task TypeAsync(string selector, string text)
     {

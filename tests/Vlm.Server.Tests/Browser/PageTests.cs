@@ -178,6 +178,11 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
         await b.NavigateAsync(Url(server), Wait);
         await b.WaitForAsync("document.getElementById('model-info').textContent.includes('no index')", "the page to read /healthz", Wait);
 
+        // Drag and drop: a scene PNG dropped on the drop zone becomes the image.
+        await b.DropFileAsync("#drop", _s.Model.Tiny.ImagePath(1));
+        await b.WaitForAsync("document.getElementById('preview').alt.endsWith('scene1.png') && document.getElementById('preview').naturalWidth > 0",
+            "the dropped image to show", Wait, "document.getElementById('preview').alt + ' | ' + document.getElementById('error').textContent");
+
         // A file that claims to be a PNG but is not: picked through the real <input type=file>.
         var bad = Path.Combine(_s.Model.Tiny.Dir, "broken.png");
         await File.WriteAllBytesAsync(bad, "not an image at all"u8.ToArray());
@@ -190,7 +195,7 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
         {
             ["files"] = new JsonArray(bad), ["nodeId"] = node.GetProperty("nodeId").GetInt32(),
         });
-        await b.WaitForAsync("!document.getElementById('stage').hidden", "the picked file to be taken", Wait);
+        await b.WaitForAsync("document.getElementById('preview').alt.endsWith('broken.png')", "the picked file to be taken", Wait);
         await b.TypeAsync("#text", "is there a circle?");
         await b.ClickAsync("#submit");
         await b.WaitForAsync("!document.getElementById('error').hidden && !document.getElementById('submit').disabled",
