@@ -62,7 +62,14 @@ public sealed class RequestFields
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("the body must be a JSON object");
             var fields = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
-            foreach (var p in doc.RootElement.EnumerateObject()) fields[p.Name] = p.Value.Clone();
+            try
+            {
+                foreach (var p in doc.RootElement.EnumerateObject()) fields[p.Name] = p.Value.Clone();
+            }
+            catch (InvalidOperationException)
+            {
+                throw ApiException.BadRequest("a field name of the body is not valid UTF-8 text");
+            }
             return new RequestFields(fields, null, limits);
         }
     }
@@ -78,7 +85,8 @@ public sealed class RequestFields
         {
             if (!_json.TryGetValue(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
             if (v.ValueKind != JsonValueKind.String) throw ApiException.BadRequest($"'{name}' must be a string");
-            return v.GetString();
+            try { return v.GetString(); }
+            catch (InvalidOperationException) { throw ApiException.BadRequest($"'{name}' is not valid UTF-8 / UTF-16 text"); }
         }
         return _form!.TryGetValue(name, out var s) ? s.ToString() : null;
     }

@@ -7,7 +7,8 @@ using Vlm.Vision;
 namespace Vlm.Server.Tests;
 
 /// <summary>Every endpoint end to end over real Kestrel on a loopback port, against the tiny random folder.</summary>
-public sealed class EndpointTests(ModelFixture fx) : IClassFixture<ModelFixture>
+[Collection(ServerCollection.Name)]
+public sealed class EndpointTests(ModelFixture fx)
 {
     private byte[] Png(int i) => File.ReadAllBytes(fx.Tiny.ImagePath(i));
     private Image Rgb(int i) => ImageDecoder.Decode(fx.Tiny.ImagePath(i)).ToRgb();

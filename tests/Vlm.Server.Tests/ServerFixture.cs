@@ -98,3 +98,10 @@ public sealed class Running(VlmServer server) : IAsyncDisposable
         await Server.DisposeAsync();
     }
 }
+
+/// <summary>One tiny folder and index for every server test class (building them is most of the suite's time).</summary>
+[CollectionDefinition(Name)]
+public sealed class ServerCollection : ICollectionFixture<ModelFixture>
+{
+    public const string Name = "server";
+}
