@@ -332,7 +332,8 @@ public sealed class HeadlessChromium : IAsyncDisposable
         try
         {
             if (!_process.HasExited) _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(10)).Token);
+            using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            await _process.WaitForExitAsync(wait.Token);
         }
         catch (Exception) { /* already gone */ }
         _process.Dispose();
