@@ -297,7 +297,6 @@ function showRetrieval(r, by) {
     const li = document.createElement("li");
     const fig = document.createElement("figure");
     const img = document.createElement("img");
-    img.loading = "lazy";
     img.src = x.image_url || "/v1/index-image/" + String(x.id).split("/").map(encodeURIComponent).join("/");
     const name = String(x.path || x.id).split(/[\\/]/).pop();
     img.alt = `Result ${i + 1}: ${name}`;

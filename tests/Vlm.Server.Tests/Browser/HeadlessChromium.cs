@@ -258,17 +258,34 @@ public sealed class HeadlessChromium : IAsyncDisposable
         await WaitForAsync("document.readyState === 'complete' && location.href !== 'about:blank'", $"{url} to load", timeout);
     }
 
-    /// <summary>A real mouse click (pressed + released) at the centre of the first element matching <paramref name="selector"/>.</summary>
+    /// <summary>A real mouse click (pressed + released) at the centre of the first element matching
+    /// <paramref name="selector"/>, once that point really is on the element (not covered, not moving away: a late
+    /// layout change would otherwise send the click elsewhere).</summary>
     public async Task ClickAsync(string selector)
     {
-        var box = await EvalAsync($$"""
-            (() => { const e = document.querySelector({{JsonSerializer.Serialize(selector)}}); if (!e) return null;
-                     e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();
-                     return {x: r.left + r.width / 2, y: r.top + r.height / 2, w: r.width, h: r.height}; })()
-            """);
-        if (box.ValueKind != JsonValueKind.Object) throw new InvalidOperationException($"no element matches {selector}");
-        if (box.GetProperty("w").GetDouble() <= 0 || box.GetProperty("h").GetDouble() <= 0)
-            throw new InvalidOperationException($"{selector} is not visible");
+        var sel = JsonSerializer.Serialize(selector);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        JsonElement box;
+        while (true)
+        {
+            box = await EvalAsync($$"""
+                (() => { const e = document.querySelector({{sel}}); if (!e) return null;
+                         e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();
+                         const x = r.left + r.width / 2, y = r.top + r.height / 2, hit = document.elementFromPoint(x, y);
+                         return {x, y, w: r.width, h: r.height, onTarget: hit !== null && (e === hit || e.contains(hit) || hit.contains(e) && hit.tagName === 'LABEL')}; })()
+                """);
+            if (box.ValueKind != JsonValueKind.Object) throw new InvalidOperationException($"no element matches {selector}");
+            if (box.GetProperty("w").GetDouble() > 0 && box.GetProperty("h").GetDouble() > 0 && box.GetProperty("onTarget").GetBoolean())
+            {
+                // Same point twice, a frame apart: the layout has settled.
+                await EvalAsync("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))");
+                var again = await EvalAsync($"(() => {{ const r = document.querySelector({sel}).getBoundingClientRect(); return {{x: r.left + r.width / 2, y: r.top + r.height / 2}}; }})()");
+                if (Math.Abs(again.GetProperty("x").GetDouble() - box.GetProperty("x").GetDouble()) < 0.5 &&
+                    Math.Abs(again.GetProperty("y").GetDouble() - box.GetProperty("y").GetDouble()) < 0.5) break;
+            }
+            if (DateTime.UtcNow > deadline) throw new InvalidOperationException($"{selector} is not visible and clickable: {box}");
+            await Task.Delay(50);
+        }
         double x = box.GetProperty("x").GetDouble(), y = box.GetProperty("y").GetDouble();
         foreach (var type in new[] { "mouseMoved", "mousePressed", "mouseReleased" })
             await SendAsync("Input.dispatchMouseEvent", new JsonObject
@@ -300,6 +317,8 @@ public sealed class HeadlessChromium : IAsyncDisposable
     public async Task TypeAsync(string selector, string text)
     {
         await ClickAsync(selector);
+        var focused = await EvalAsync($"document.activeElement === document.querySelector({JsonSerializer.Serialize(selector)})");
+        if (focused.ValueKind != JsonValueKind.True) throw new InvalidOperationException($"clicking {selector} did not focus it");
         await SendAsync("Input.insertText", new JsonObject { ["text"] = text });
     }
 

@@ -25,7 +25,8 @@ public sealed class BrowserFactAttribute : FactAttribute
 /// </summary>
 public sealed class PageTests : IClassFixture<PageTests.Session>
 {
-    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30);
+    // Generous: this bounds a wait on a shared, possibly overloaded CI machine; a passing run takes a few seconds.
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(60);
     private readonly Session _s;
 
     public PageTests(Session s) => _s = s;
@@ -125,9 +126,18 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
         var shown = double.Parse((await b.EvalAsync("document.getElementById('itm-score').dataset.score")).GetString()!,
             System.Globalization.CultureInfo.InvariantCulture);
         Assert.InRange(shown, 0, 1);
-        Assert.Equal(direct["score"]!.GetValue<double>(), shown, 6);
+        // Not bit-equal: the service may micro-batch the page's request with others (e.g. the retrieval re-rank's ITM
+        // calls), and a padded batch rounds differently in the last bits.
+        Assert.True(Math.Abs(direct["score"]!.GetValue<double>() - shown) < 1e-4, $"page shows {shown}, /v1/itm says {direct["score"]}");
         var vqa = await PostAsync("/v1/vqa", new JsonObject { ["image"] = Convert.ToBase64String(demoBytes), ["question"] = question, ["top_k"] = 5 });
-        Assert.Equal(vqa["answers"]![0]!["answer"]!.GetValue<string>(), answers[0].GetProperty("a").GetString());
+        var directAnswers = vqa["answers"]!.AsArray().ToDictionary(x => x!["answer"]!.GetValue<string>(), x => x!["probability"]!.GetValue<double>());
+        Assert.Equal(directAnswers.Count, answers.Count);
+        foreach (var a in answers)
+        {
+            var label = a.GetProperty("a").GetString()!;
+            Assert.True(directAnswers.TryGetValue(label, out var q), $"the page shows '{label}', /v1/vqa does not");
+            Assert.True(Math.Abs(q - a.GetProperty("p").GetDouble()) < 1e-4, $"'{label}': page {a.GetProperty("p")}, /v1/vqa {q}");
+        }
 
         // The heat map was painted over the picture: a canvas as large as the image, opaque colour over at least the
         // centre square the model saw (BridgeTower centre-crops), more than one colour.
@@ -195,7 +205,9 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
         {
             ["files"] = new JsonArray(bad), ["nodeId"] = node.GetProperty("nodeId").GetInt32(),
         });
-        await b.WaitForAsync("document.getElementById('preview').alt.endsWith('broken.png')", "the picked file to be taken", Wait);
+        // Taken, and found unviewable by the browser (the page then hides the preview: the layout settles).
+        await b.WaitForAsync("document.getElementById('preview').alt.endsWith('broken.png') && document.getElementById('stage').hidden",
+            "the picked file to be taken", Wait);
         await b.TypeAsync("#text", "is there a circle?");
         await b.ClickAsync("#submit");
         await b.WaitForAsync("!document.getElementById('error').hidden && !document.getElementById('submit').disabled",
