@@ -206,6 +206,18 @@ public sealed class EndpointTests(ModelFixture fx)
     }
 
     [Fact]
+    public async Task Caption_with_a_blip_folder_matches_direct_generation()
+    {
+        await using var s = await ModelFixture.StartAsync(fx.Options(o => o with { BlipModelPath = fx.BlipPath }));
+        var want = BlipCaptioner.Open(fx.BlipPath).Caption(Rgb(2), "a", 4);
+        var (status, body, raw) = await s.PostJson("/v1/caption", new { image = Running.B64(Png(2)), prompt = "a", max_length = 4 });
+        Assert.True(status == 200, raw);
+        Assert.Equal(want, (string?)body!["caption"]);
+        Assert.True((bool)(await s.Get("/healthz")).Body!["caption"]!);
+        Assert.Equal(400, (await s.PostJson("/v1/caption", new { image = Running.B64(Png(2)), max_length = 0 })).Status);
+    }
+
+    [Fact]
     public async Task Demo_images_page_openapi_and_metrics_are_served()
     {
         await using var s = await ModelFixture.StartAsync(fx.Options());

@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using Vlm.Cli.Tests;
 using Vlm.Models.BridgeTower;
 using Vlm.Models.Retrieval;
+using Vlm.TestSupport;
 using Vlm.Vision;
 
 namespace Vlm.Server.Tests;
@@ -17,6 +18,8 @@ public sealed class ModelFixture : IDisposable
 {
     public TinyBridgeTowerFolder Tiny { get; } = new();
     public string IndexPath => Path.Combine(Tiny.Dir, "images.vlmindex");
+    /// <summary>The tiny BLIP captioning fixture with a BERT vocabulary (as the CLI caption tests build it).</summary>
+    public string BlipPath => Path.Combine(Tiny.Dir, "blip");
     /// <summary>The same folder opened directly: the unbatched reference the service must agree with.</summary>
     public BridgeTowerFolder Direct { get; }
 
@@ -31,6 +34,11 @@ public sealed class ModelFixture : IDisposable
         for (int i = 0; i < files.Count; i++)
             idx.Add(new IndexEntry(Path.GetRelativePath(Tiny.Images, files[i]), files[i], "image"), e.Select(0, i).ToArray());
         idx.Save(IndexPath);
+
+        Directory.CreateDirectory(BlipPath);
+        foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Fixtures.Path("blip_caption", f), Path.Combine(BlipPath, f));
+        foreach (var f in new[] { "vocab.txt", "tokenizer_config.json", "special_tokens_map.json" })
+            File.Copy(Fixtures.Path("tokenizers", "bert_uncased", f), Path.Combine(BlipPath, f));
     }
 
     public ServerOptions Options(Func<ServerOptions, ServerOptions>? edit = null)
