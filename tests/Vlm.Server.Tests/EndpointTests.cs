@@ -135,6 +135,25 @@ public sealed class EndpointTests(ModelFixture fx)
     }
 
     [Fact]
+    public async Task Retrieve_from_a_caption_index_reranks_with_the_query_image()
+    {
+        await using var s = await ModelFixture.StartAsync(fx.Options(o => o with { IndexPath = fx.CaptionIndexPath }));
+        var (status, body, raw) = await s.PostJson("/v1/retrieve", new { image = Running.B64(Png(1)), top_k = 3 });
+        Assert.True(status == 200, raw);
+        var results = body!["results"]!.AsArray();
+        Assert.Equal(3, results.Count);
+        var want = fx.Direct.Processor.ItmScores(fx.Direct.Itm, Rgb(1), ModelFixture.Captions);
+        foreach (var r in results)
+        {
+            Assert.Equal("text", (string?)r!["kind"]);
+            Assert.Null(r["image_url"]);
+            int i = Array.IndexOf(ModelFixture.Captions, (string)r["path"]!);
+            Assert.Equal(want[i].MatchProbability, (float)r["itm_score"]!, 1e-4f);
+        }
+        Assert.Equal(404, (await s.Get("/v1/index-image/captions.txt:1")).Status);
+    }
+
+    [Fact]
     public async Task Fill_mask_predicts_for_each_mask()
     {
         await using var s = await ModelFixture.StartAsync(fx.Options());
