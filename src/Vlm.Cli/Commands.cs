@@ -16,5 +16,6 @@ public static partial class Commands
         yield return IndexCommands.Build();
         yield return Caption.Build();
         yield return Serve.Build();
+        foreach (var c in TrainCommands.All()) yield return c;
     }
 }

@@ -231,8 +231,11 @@ public sealed class VlmServer : IAsyncDisposable
             var key = Uri.UnescapeDataString(id);
             var entry = eng.Index.Entries.FirstOrDefault(e => e.Id == key && e.Kind == "image");
             if (entry is null) return Results.Json(new { error = $"no image entry '{key}' in the index" }, statusCode: 404);
-            if (!File.Exists(entry.Source)) return Results.Json(new { error = $"the indexed file of '{key}' is gone" }, statusCode: 404);
-            return Results.File(entry.Source, ContentType(entry.Source));
+            // Only paths the index names are served (no path from the request reaches the file system); a relative
+            // source resolves against the working directory, as `vlm index` wrote it.
+            var file = Path.GetFullPath(entry.Source);
+            if (!File.Exists(file)) return Results.Json(new { error = $"the indexed file of '{key}' is gone" }, statusCode: 404);
+            return Results.File(file, ContentType(file));
         });
 
         app.MapPost("/v1/fill-mask", async (HttpRequest req, CancellationToken ct) =>
