@@ -183,8 +183,8 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
     public async Task Server_errors_are_shown_to_the_user()
     {
         var b = _s.Ready();
-        // A server without an index: the page must not offer retrieval at all.
-        await using var server = await ModelFixture.StartAsync(_s.Model.Options(o => o with { IndexPath = null }));
+        // A server without an index (the page must not offer retrieval at all) but with a BLIP captioner.
+        await using var server = await ModelFixture.StartAsync(_s.Model.Options(o => o with { IndexPath = null, BlipModelPath = _s.Model.BlipPath }));
         await b.NavigateAsync(Url(server), Wait);
         await b.WaitForAsync("document.getElementById('model-info').textContent.includes('no index')", "the page to read /healthz", Wait);
 
@@ -192,6 +192,10 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
         await b.DropFileAsync("#drop", _s.Model.Tiny.ImagePath(1));
         await b.WaitForAsync("document.getElementById('preview').alt.endsWith('scene1.png') && document.getElementById('preview').naturalWidth > 0",
             "the dropped image to show", Wait, "document.getElementById('preview').alt + ' | ' + document.getElementById('error').textContent");
+        // With a captioner, a chosen image gets its caption: the one /v1/caption gives for the same file.
+        await b.WaitForAsync("!document.getElementById('caption-card').hidden", "the BLIP caption", Wait, Probe);
+        var capDirect = await PostAsync(server, "/v1/caption", new JsonObject { ["image"] = Convert.ToBase64String(File.ReadAllBytes(_s.Model.Tiny.ImagePath(1))) });
+        Assert.Equal(capDirect["caption"]!.GetValue<string>(), (await b.EvalAsync("document.getElementById('caption').textContent")).GetString());
 
         // A file that claims to be a PNG but is not: picked through the real <input type=file>.
         var bad = Path.Combine(_s.Model.Tiny.Dir, "broken.png");
@@ -232,9 +236,11 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
         Assert.True(unexpected.Count == 0, "page errors:\n" + string.Join("\n", unexpected));
     }
 
-    private async Task<JsonNode> PostAsync(string path, JsonObject body)
+    private Task<JsonNode> PostAsync(string path, JsonObject body) => PostAsync(_s.Server, path, body);
+
+    private static async Task<JsonNode> PostAsync(Running server, string path, JsonObject body)
     {
-        var r = await _s.Server.Http.PostAsync(path, new StringContent(body.ToJsonString(), System.Text.Encoding.UTF8, "application/json"));
+        var r = await server.Http.PostAsync(path, new StringContent(body.ToJsonString(), System.Text.Encoding.UTF8, "application/json"));
         var text = await r.Content.ReadAsStringAsync();
         Assert.True(r.IsSuccessStatusCode, $"{path}: {(int)r.StatusCode} {text}");
         return JsonNode.Parse(text)!;
