@@ -277,8 +277,13 @@ public sealed class VlmServer : IAsyncDisposable
             var f = await RequestFields.ReadAsync(req, o, ct);
             var image = (await f.ImageAsync("image", ct))!;
             var text = f.Text("text")!;
-            var r = await b.SubmitAsync(new TextImage(text, eng.Preprocess(image)), eng.Timeout, ct);
-            return Ok(new { grid_w = r.GridW, grid_h = r.GridH, tokens = r.Tokens, heatmap = r.Cls, token_heatmaps = r.PerToken });
+            var (px, region) = eng.PreprocessWithRegion(image);
+            var r = await b.SubmitAsync(new TextImage(text, px), eng.Timeout, ct);
+            return Ok(new
+            {
+                grid_w = r.GridW, grid_h = r.GridH, tokens = r.Tokens, heatmap = r.Cls, token_heatmaps = r.PerToken,
+                region = new { x = region[0], y = region[1], w = region[2], h = region[3] },
+            });
         });
 
         app.MapGet("/v1/demo-images", () => Ok(DemoImages.All.Select(d => new { name = d.Name, url = $"/demo/{d.Name}.png", caption = d.Caption })));

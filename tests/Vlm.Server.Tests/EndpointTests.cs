@@ -200,6 +200,10 @@ public sealed class EndpointTests(ModelFixture fx)
         Assert.Equal(1f, flat.Max());
         Assert.Equal(0f, flat.Min());
         Assert.Equal(tokens.Length, body["token_heatmaps"]!.AsArray().Count);
+        // Where the grid lies on the source image: the tiny processor (shortest edge 32, longest ≤ 53, size_divisor
+        // 32) turns every scene into 32 × 32 without cropping, so the grid covers the whole image.
+        var src = Rgb(3);
+        Assert.Equal(new[] { 0f, 0f, src.Width, src.Height }, new[] { "x", "y", "w", "h" }.Select(k => (float)body["region"]![k]!).ToArray());
 
         // The map is the head-mean of the library's last cross-modal text→image attention, row 0, CLS image token dropped.
         var (ids, mask) = fx.Direct.Processor.EncodeTexts(["a red circle"]);
