@@ -45,6 +45,10 @@ public sealed class Storage
 
     internal void Retain() => Interlocked.Increment(ref _refs);
 
+    /// <summary>Exactly one live tensor holds this buffer and autograd has not saved it: the holder may update it in
+    /// place without anyone else seeing the change (every tensor sharing a storage retains it, see Tensor.View).</summary>
+    internal bool IsExclusive => Volatile.Read(ref _refs) == 1 && !_pinned && F32 != null;
+
     /// <summary>Autograd keeps this buffer for backward: never hand it back to the pool.</summary>
     internal void Pin() => _pinned = true;
 

@@ -272,6 +272,11 @@ public sealed partial class Tensor : IDisposable
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal void PinForBackward() => Storage.Pin();
 
+    /// <summary>This tensor is the only holder of its whole, unsaved float buffer (contiguous, from offset 0, not
+    /// disposed): the autograd engine may accumulate into it or hand it over as a leaf's .Grad.</summary>
+    internal bool OwnsBufferExclusively =>
+        _disposed == 0 && IsContiguous && Offset == 0 && Storage.DType == DType.Float32 && Storage.Length == Numel && Storage.IsExclusive;
+
     public override string ToString()
     {
         var sb = new StringBuilder();

@@ -62,4 +62,65 @@ public class BackwardRecycleTests
         x.Add(x.Square()).Backward(g);
         Assert.Equal(first, x.Grad!.ToArray());
     }
+
+    [Fact]
+    public void NarrowSlicesSummedInPlaceMatchAnalyticGradients()
+    {
+        // Packed-QKV pattern: three narrows of one tensor; the second and third add into the first's buffer.
+        var rng = new Rng(31);
+        var x = Tensor.Randn([4, 96, 48], rng);   // 18432 floats: pooled sizes
+        x.RequiresGrad = true;
+        var xs = x.ToArray();
+        for (int round = 0; round < 2; round++)
+        {
+            x.Grad = null;
+            var q = x.Narrow(-1, 0, 16); var k = x.Narrow(-1, 16, 16); var v = x.Narrow(-1, 32, 16);
+            var w = x.Narrow(-1, 8, 16);              // overlaps q and k
+            q.Mul(2f).Add(k.Square()).Add(v.Tanh()).Add(w.Mul(3f)).Sum().Backward();
+            var gx = x.Grad!.ToArray();
+            for (int i = 0; i < xs.Length; i++)
+            {
+                int c = i % 48;
+                float e = 0;
+                if (c < 16) e += 2;
+                if (c >= 16 && c < 32) e += 2 * xs[i];
+                if (c >= 32) { float t = MathF.Tanh(xs[i]); e += 1 - t * t; }
+                if (c >= 8 && c < 24) e += 3;
+                Assert.Equal(e, gx[i], 1e-5f);
+            }
+        }
+        GradCheck.Check(t => t[0].Narrow(1, 0, 3).Mul(t[0].Narrow(1, 3, 3)).Add(t[0].Narrow(1, 1, 3).Exp()), [Tensor.Randn([5, 6], rng)]);
+    }
+
+    [Fact]
+    public void AdoptedLeafGradientsAreDistinctAndAccumulate()
+    {
+        // add hands one gradient object to both leaves: at most one may take it over as .Grad, the other copies.
+        var rng = new Rng(32);
+        var a = Tensor.Randn([64, 80], rng); var b = Tensor.Randn([64, 80], rng);
+        a.RequiresGrad = true; b.RequiresGrad = true;
+        a.Add(b).Mul(3f).Sum().Backward();
+        Assert.NotSame(a.Grad, b.Grad);
+        Assert.NotSame(a.Grad!.Storage, b.Grad!.Storage);
+        Assert.All(a.Grad.ToArray(), v => Assert.Equal(3f, v));
+        Assert.All(b.Grad.ToArray(), v => Assert.Equal(3f, v));
+        // A second backward accumulates into the adopted buffers.
+        a.Mul(2f).Add(b).Sum().Backward();
+        Assert.All(a.Grad.ToArray(), v => Assert.Equal(5f, v));
+        Assert.All(b.Grad.ToArray(), v => Assert.Equal(4f, v));
+    }
+
+    [Fact]
+    public void InPlaceSumsKeepFanOutGradientsExact()
+    {
+        // x feeds a chain whose gradients reach it several times, with a shared gradient object from add in between.
+        var rng = new Rng(33);
+        GradCheck.Check(t =>
+        {
+            var h = t[0].Mul(t[1]);
+            var s = h.Add(t[0]);                         // add: one gradient object to h and x
+            var r = s.Add(h.Tanh()).Add(t[0].Square());  // x reached again, h again
+            return r.Add(r.Narrow(1, 0, 4).Sum(1, keepDim: true)).Sum(0);
+        }, [Tensor.Randn([6, 8], rng), Tensor.Randn([6, 8], rng)]);
+    }
 }

@@ -21,6 +21,11 @@ public sealed class Node
         BackwardFn = backward;
     }
 
+    /// <summary>Optional for single-input nodes: adds this node's input gradient for output gradient g into acc, an
+    /// existing gradient of the input that the engine owns alone (narrow adds g into acc's slice). Must give the same
+    /// values as acc + BackwardFn(g)[0].</summary>
+    public Action<Tensor, Tensor>? BackwardInto { get; init; }
+
     public bool NeedsGrad(int input) => Inputs[input].RequiresGrad;
 
     public override string ToString() => $"{Name}Backward";
@@ -41,11 +46,13 @@ public static class Recorder
 
     /// <summary>Attaches <paramref name="backward"/> to <paramref name="output"/> when any input requires grad.
     /// Inputs (and anything the closure captured) stay alive with the graph; their buffers are pinned.</summary>
-    public static Tensor Record(Tensor output, string name, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
+    public static Tensor Record(Tensor output, string name, Tensor[] inputs, Func<Tensor, Tensor?[]> backward,
+        Action<Tensor, Tensor>? backwardInto = null)
     {
         if (!ShouldRecord(inputs)) return output;
+        if (Profiler.Enabled) Profiler.OnRecord(name);
         foreach (var t in inputs) t.PinForBackward();
-        output.GradFn = new Node(name, inputs, backward);
+        output.GradFn = new Node(name, inputs, backward) { BackwardInto = backwardInto };
         output.RequiresGrad = true;
         return output;
     }
