@@ -74,11 +74,9 @@ yield return new BenchCase("train_gemms_b8", "the GEMMs of one Linear's forward 
         }
     }
 
-    /// <summary>Returns an intermediate's buffer to the pool in no-grad inference (the graph keeps it otherwise).</summary>
-    private static void Free(Tensor t)
-    {
-        if (!Vlm.Core.Autograd.GradMode.IsEnabled) t.Dispose();
-    }
+    /// <summary>Lets go of an intermediate: in no-grad inference its buffer goes back to the pool at once; when
+    /// recording, the graph keeps what backward reads and the buffer is recycled after that node's backward.</summary>
+    private static void Free(Tensor t) => t.Dispose();
 
     public static (VitLayer[] layers, ParameterStore store) BuildEncoder(int layers, ulong seed = 0)
     {

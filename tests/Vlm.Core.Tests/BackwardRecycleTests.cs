@@ -123,4 +123,57 @@ public class BackwardRecycleTests
             return r.Add(r.Narrow(1, 0, 4).Sum(1, keepDim: true)).Sum(0);
         }, [Tensor.Randn([6, 8], rng), Tensor.Randn([6, 8], rng)]);
     }
+
+    [Fact]
+    public void DisposedActivationsStayValidUntilTheirBackwardRan()
+    {
+        // The graph holds what backward reads: disposing activations right after the forward (as layers do to free
+        // memory) must not let the pool hand their buffers out before backward, whatever is allocated meanwhile.
+        var rng = new Rng(41);
+        var x = Tensor.Randn([64, 80], rng);
+        x.RequiresGrad = true;
+        var a = x.Tanh();
+        var b = a.Mul(a);
+        var c = b.Narrow(1, 0, 40);
+        a.Dispose(); b.Dispose();
+        for (int i = 0; i < 8; i++) Tensor.Full([64, 80], 1e6f).Dispose(); // would reuse a freed buffer
+        var junk = Enumerable.Range(0, 4).Select(_ => Tensor.Full([64, 80], -3f)).ToList();
+        c.Sum().Backward();
+        var xs = x.ToArray(); var gx = x.Grad!.ToArray();
+        for (int i = 0; i < xs.Length; i++)
+        {
+            float t = MathF.Tanh(xs[i]);
+            Assert.Equal(i % 80 < 40 ? 2 * t * (1 - t * t) : 0f, gx[i], 1e-5f);
+        }
+        GC.KeepAlive(junk);
+    }
+
+    [Fact]
+    public void BackwardRecyclesDisposedActivationsAndRefusesASecondPass()
+    {
+        var x = Tensor.Randn([64, 80], new Rng(42));
+        x.RequiresGrad = true;
+        var a = x.Exp();
+        var kept = x.Sigmoid();
+        var loss = a.Add(kept).Sum();
+        a.Dispose();
+        Assert.False(a.Storage.IsFreed);          // the graph still holds it
+        loss.Backward();
+        Assert.True(a.Storage.IsFreed);           // back in the pool once exp's backward ran
+        Assert.False(kept.Storage.IsFreed);       // the caller still holds this one
+        var ex = Assert.Throws<InvalidOperationException>(() => loss.Backward());
+        Assert.Contains("second time", ex.Message);
+    }
+
+    [Fact]
+    public void SecondBackwardOverKeptTensorsAccumulates()
+    {
+        var x = Tensor.Randn([64, 80], new Rng(43));
+        x.RequiresGrad = true;
+        var loss = x.Exp().Sum();
+        loss.Backward();
+        loss.Backward();                          // nothing was disposed: the saved tensors are intact
+        var xs = x.ToArray(); var gx = x.Grad!.ToArray();
+        for (int i = 0; i < xs.Length; i++) Assert.Equal(2 * MathF.Exp(xs[i]), gx[i], 1e-4f * MathF.Exp(xs[i]));
+    }
 }

@@ -44,6 +44,7 @@ public static class Engine
                 DisposeUnheld(done, holders, gradient);
                 continue;
             }
+            node.ThrowIfFreed();
             long tn = Profiler.Enabled ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
             // A single-input node that can add its input's gradient into an existing one (narrow: into the slice) does
             // so when the pending gradient is ours alone, instead of materialising a full-size gradient to sum.
@@ -51,11 +52,13 @@ public static class Engine
                 && grads.TryGetValue(node.Inputs[0], out var acc) && CanUpdateInPlace(acc, holders, gradient, g, null))
             {
                 into(g, acc);
+                node.ReleaseHeld();
                 DisposeUnheld(done, holders, gradient);
                 if (Profiler.Enabled) Profiler.AddBackward(node.Name + "(into)", System.Diagnostics.Stopwatch.GetTimestamp() - tn);
                 continue;
             }
             var inGrads = node.BackwardFn(g);
+            node.ReleaseHeld();
             if (inGrads.Length != node.Inputs.Length)
                 throw new InvalidOperationException($"{node} returned {inGrads.Length} gradients for {node.Inputs.Length} inputs");
             for (int k = 0; k < inGrads.Length; k++)

@@ -48,6 +48,9 @@ public static partial class F
         }
         // Keep the contiguous copies the backward reads (they are the inputs' values).
         Recorder.Save(xc); Recorder.Save(wc);
+        // The node holds the saved copies now; drop this op's own holds on private ones (recycled after backward).
+        if (!ReferenceEquals(xc, x)) xc.Dispose();
+        if (!ReferenceEquals(wc, weight)) wc.Dispose();
         return Recorder.Record(y, "linear", inputs, g =>
         {
             var gc = g.Contiguous();              // (rows, out)
