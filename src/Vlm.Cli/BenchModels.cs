@@ -55,12 +55,21 @@ yield return new BenchCase("train_gemms_b8", "the GEMMs of one Linear's forward 
             var h = _ln1.Forward(x);
             var qkv = _qkv.Forward(h);                                              // (B, T, 3D)
             Free(h);
-            Tensor Split(int i) => qkv.Narrow(-1, i * _d, _d).Reshape(b, t, _heads, hd).Permute(0, 2, 1, 3); // (B, H, T, hd)
-            var ctx = F.ScaledDotProductAttention(Split(0), Split(1), Split(2));  // (B, H, T, hd), stored heads-last
-            Free(qkv);
-            var merged = ctx.Permute(0, 2, 1, 3).Reshape(b, t, _d);
+            Tensor Split(int i) // (B, H, T, hd) view of qkv; the views in between are let go so qkv's buffer can be recycled
+            {
+                var n = qkv.Narrow(-1, i * _d, _d);
+                var r = n.Reshape(b, t, _heads, hd);
+                var p = r.Permute(0, 2, 1, 3);
+                Free(n); Free(r);
+                return p;
+            }
+            Tensor q = Split(0), k = Split(1), v = Split(2);
+            var ctx = F.ScaledDotProductAttention(q, k, v);                          // (B, H, T, hd), stored heads-last
+            Free(q); Free(k); Free(v); Free(qkv);
+            var perm = ctx.Permute(0, 2, 1, 3);
+            var merged = perm.Reshape(b, t, _d);
             var a = _proj.Forward(merged);
-            Free(merged); Free(ctx);
+            Free(merged); Free(perm); Free(ctx);
             var r = x.Add(a);
             Free(a);
             var h2 = _ln2.Forward(r);
