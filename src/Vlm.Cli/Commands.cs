@@ -15,6 +15,8 @@ public static partial class Commands
         foreach (var c in ModelCommands.All()) yield return c;
         yield return IndexCommands.Build();
         yield return Caption.Build();
-        yield return Pretrain.Build();
+        yield return Serve.Build();
+        foreach (var c in TrainCommands.All()) yield return c;
+        yield return BlipPretrain.Build();
     }
 }

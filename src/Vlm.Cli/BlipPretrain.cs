@@ -4,14 +4,14 @@ using Vlm.Training.Blip;
 
 namespace Vlm.Cli;
 
-/// <summary>`vlm pretrain`: BLIP (ITC + ITM + LM) or ALBEF (ITC + ITM + MLM) pre-training of a small model on the
+/// <summary>`vlm blip-pretrain`: BLIP (ITC + ITM + LM) or ALBEF (ITC + ITM + MLM) pre-training of a small model on the
 /// embedded synthetic world's image–text pairs (<see cref="BlipWorldPretrain"/>). BLIP runs also write HF
 /// BlipForImageTextRetrieval / BlipForConditionalGeneration folders under OUT/hf.</summary>
-public static class Pretrain
+public static class BlipPretrain
 {
     public static Command Build()
     {
-        var cmd = new Command("pretrain", "Pre-train a small BLIP or ALBEF on the embedded synthetic world");
+        var cmd = new Command("blip-pretrain", "Pre-train a small BLIP or ALBEF on the embedded synthetic world");
         var kind = new Option<string>("--kind") { Description = "blip (ITC+ITM+LM, shared-weights decoder) or albef (6+6-style split encoder, ITC+ITM+MLM)", DefaultValueFactory = _ => "blip" };
         var outDir = new Option<string>("--out") { Description = "Run folder (world, tokenizer, checkpoints, metrics.jsonl, hf/)", DefaultValueFactory = _ => "pretrain-run" };
         var steps = new Option<int>("--steps") { Description = "Optimizer steps", DefaultValueFactory = _ => 200 };
