@@ -17,5 +17,6 @@ public static partial class Commands
         yield return Caption.Build();
         yield return Serve.Build();
         foreach (var c in TrainCommands.All()) yield return c;
+        yield return BlipPretrain.Build();
     }
 }

@@ -64,7 +64,7 @@ public class BenchModelsTests
     [Fact]
     public void Registry_HasTheModelBenchmarksTorchBenchNames()
     {
-        foreach (var n in new[] { "vit_b16_forward_b1", "vit_b16_forward_b8", "train_step_6l_b8", "bridgetower_base_forward_b1", "bridgetower_base_forward_b8" })
+        foreach (var n in new[] { "vit_b16_forward_b1", "vit_b16_forward_b8", "train_step_6l_b8", "bridgetower_base_forward_b1", "bridgetower_base_forward_b8", "blip_base_caption_b1" })
             Assert.Contains(Bench.Cases, c => c.Name == n);
     }
 
