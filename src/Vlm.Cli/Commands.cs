@@ -15,5 +15,7 @@ public static partial class Commands
         foreach (var c in ModelCommands.All()) yield return c;
         yield return IndexCommands.Build();
         yield return Caption.Build();
+        yield return CapFiltCommands.Build();
+        yield return CapFiltCommands.BuildExperiment();
     }
 }
