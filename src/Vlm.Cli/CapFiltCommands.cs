@@ -14,6 +14,8 @@ namespace Vlm.Cli;
 /// </summary>
 public static class CapFiltCommands
 {
+    private static class CapFiltDefaults { public const double LearningRate = 1e-3; }
+
     private static Option<int> Int(string name, string desc, int def) => new(name) { Description = desc, DefaultValueFactory = _ => def };
 
     public static Command Build()
@@ -32,7 +34,8 @@ public static class CapFiltCommands
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling top-p", DefaultValueFactory = _ => 0.9f };
         var thr = new Option<float>("--threshold") { Description = "Keep a caption when ITM P(match) exceeds this", DefaultValueFactory = _ => 0.5f };
         var hard = new Option<bool>("--itc-hard-negatives") { Description = "ITM negatives sampled by ITC similarity instead of uniformly" };
-        var cmd = new Command("capfilt", "Bootstrap a noisy image-text dataset with BLIP's captioner + filter") { data, clean, noisy, outDir, seed, cap, fil, batch, hidden, layers, image, topP, thr, hard };
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup + cosine decay)", DefaultValueFactory = _ => CapFiltDefaults.LearningRate };
+        var cmd = new Command("capfilt", "Bootstrap a noisy image-text dataset with BLIP's captioner + filter") { data, clean, noisy, outDir, seed, cap, fil, batch, hidden, layers, image, topP, thr, hard, lr };
         cmd.SetAction(pr =>
         {
             try
@@ -40,7 +43,7 @@ public static class CapFiltCommands
                 string dir = pr.GetValue(data)!;
                 string Resolve(string p) => File.Exists(p) || Path.IsPathRooted(p) ? p : Path.Combine(dir, p);
                 int h = pr.GetValue(hidden);
-                if (h <= 0 || h % 64 != 0 && h % 32 != 0) return Cli.Fail($"capfilt: --hidden must be a positive multiple of 32, got {h}");
+                if (h <= 0 || h % 32 != 0) return Cli.Fail($"capfilt: --hidden must be a positive multiple of 32, got {h}");
                 float p = pr.GetValue(topP), t = pr.GetValue(thr);
                 if (p is <= 0f or > 1f) return Cli.Fail($"capfilt: --top-p must be in (0, 1], got {p.ToString(CultureInfo.InvariantCulture)}");
                 if (t is < 0f or >= 1f) return Cli.Fail($"capfilt: --threshold must be in [0, 1), got {t.ToString(CultureInfo.InvariantCulture)}");
@@ -49,8 +52,8 @@ public static class CapFiltCommands
                 var o = new CapFiltOptions
                 {
                     Seed = pr.GetValue(seed), CaptionerSteps = pr.GetValue(cap), FilterSteps = pr.GetValue(fil), BatchSize = pr.GetValue(batch),
-                    TopP = p, Threshold = t, Objectives = new InBatchBlipObjectives(itcHardNegatives: pr.GetValue(hard)),
-                    Size = new BlipSize { Hidden = h, Heads = Math.Max(1, h / 64), VisionLayers = pr.GetValue(layers), TextLayers = pr.GetValue(layers), ImageSize = pr.GetValue(image) },
+                    TopP = p, Threshold = t, LearningRate = pr.GetValue(lr), Objectives = new InBatchBlipObjectives(itcHardNegatives: pr.GetValue(hard)),
+                    Size = new BlipSize { Hidden = h, Heads = Math.Max(1, h / 32), VisionLayers = pr.GetValue(layers), TextLayers = pr.GetValue(layers), ImageSize = pr.GetValue(image) },
                 };
                 var r = new CapFiltRunner(o).Run(dir, Resolve(pr.GetValue(clean)!), Resolve(pr.GetValue(noisy)!), pr.GetValue(outDir)!);
                 var w = Console.Out;
@@ -86,8 +89,14 @@ public static class CapFiltCommands
         var ret = Int("--retrieval-steps", "Retrieval training steps per arm", 400);
         var batch = Int("--batch", "Batch size", 32);
         var hard = new Option<bool>("--itc-hard-negatives") { Description = "ITM negatives sampled by ITC similarity instead of uniformly" };
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup + cosine decay)", DefaultValueFactory = _ => CapFiltDefaults.LearningRate };
         var capfilt = new Command("capfilt", "CapFilt on the synthetic world: filter precision/recall and retrieval trained on noisy vs bootstrapped data")
-            { seeds, first, noise, cleanF, outDir, json, train, test, cap, fil, ret, batch, hard };
+            { seeds, first, noise, cleanF, outDir, json, train, test, cap, fil, ret, batch, hard, lr };
+        var hidden = Int("--hidden", "Hidden size of the BLIP models", 128);
+        var layers = Int("--layers", "Layers per tower", 2);
+        var maxObj = Int("--max-objects", "Most objects per scene (1-4)", 4);
+        var plain = new Option<bool>("--plain") { Description = "Plain backgrounds (no texture or noise)" };
+        capfilt.Options.Add(hidden); capfilt.Options.Add(layers); capfilt.Options.Add(maxObj); capfilt.Options.Add(plain);
         capfilt.SetAction(pr =>
         {
             double nz = pr.GetValue(noise), cf = pr.GetValue(cleanF);
@@ -96,13 +105,18 @@ public static class CapFiltCommands
             foreach (var (n, v) in new[] { ("--seeds", pr.GetValue(seeds)), ("--train-scenes", pr.GetValue(train)), ("--test-scenes", pr.GetValue(test)), ("--captioner-steps", pr.GetValue(cap)),
                          ("--filter-steps", pr.GetValue(fil)), ("--retrieval-steps", pr.GetValue(ret)), ("--batch", pr.GetValue(batch)) })
                 if (v <= 0) return Cli.Fail($"experiment capfilt: {n} must be positive, got {v}");
+            int h = pr.GetValue(hidden), nl = pr.GetValue(layers), mo = pr.GetValue(maxObj);
+            if (h <= 0 || h % 32 != 0) return Cli.Fail($"experiment capfilt: --hidden must be a positive multiple of 32, got {h}");
+            if (nl <= 0) return Cli.Fail($"experiment capfilt: --layers must be positive, got {nl}");
+            if (mo is < 1 or > 4) return Cli.Fail($"experiment capfilt: --max-objects must be 1-4, got {mo}");
             var o = new CapFiltExperimentOptions
             {
                 Seeds = pr.GetValue(seeds), FirstSeed = pr.GetValue(first), Noise = nz, CleanFraction = cf, TrainScenes = pr.GetValue(train),
-                TestScenes = pr.GetValue(test), RetrievalSteps = pr.GetValue(ret),
+                TestScenes = pr.GetValue(test), RetrievalSteps = pr.GetValue(ret), MaxObjects = mo, Plain = pr.GetValue(plain),
                 CapFilt = new CapFiltOptions
                 {
-                    CaptionerSteps = pr.GetValue(cap), FilterSteps = pr.GetValue(fil), BatchSize = pr.GetValue(batch),
+                    CaptionerSteps = pr.GetValue(cap), FilterSteps = pr.GetValue(fil), BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(lr),
+                    Size = new BlipSize { Hidden = h, Heads = Math.Max(1, h / 32), VisionLayers = nl, TextLayers = nl },
                     Objectives = new InBatchBlipObjectives(itcHardNegatives: pr.GetValue(hard)),
                 },
             };

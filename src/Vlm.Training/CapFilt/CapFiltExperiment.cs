@@ -28,6 +28,10 @@ public sealed record CapFiltExperimentOptions
     public int TestScenes { get; init; } = 100;
     public int RetrievalSteps { get; init; } = 400;
     public int RerankK { get; init; } = 8;
+    /// <summary>Most objects per scene (the world's default is 4; fewer makes grounding learnable in minutes).</summary>
+    public int MaxObjects { get; init; } = 4;
+    /// <summary>Plain backgrounds (no texture or noise).</summary>
+    public bool Plain { get; init; }
     public CapFiltOptions CapFilt { get; init; } = new();
 }
 
@@ -46,10 +50,62 @@ public sealed class CapFiltExperiment(CapFiltExperimentOptions o, string outDir,
         var results = new List<CapFiltSeedResult>();
         for (int k = 0; k < o.Seeds; k++)
         {
-            results.Add(RunSeed(o.FirstSeed + (ulong)k));
+            ulong seed = o.FirstSeed + (ulong)k;
+            // A seed finished earlier (this command killed and rerun, or seeds run as separate processes into one
+            // --out) is loaded, not rerun.
+            var done = Path.Combine(outDir, $"seed-{seed}", "result.json");
+            CapFiltSeedResult r;
+            if (File.Exists(done))
+            {
+                r = ReadSeed(done);
+                _log.WriteLine($"[seed {seed}] finished earlier; loaded {done}");
+            }
+            else
+            {
+                r = RunSeed(seed);
+                AtomicFile.WriteAllText(done, SeedJson(r).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            }
+            results.Add(r);
             WriteJson(results);
         }
         return results;
+    }
+
+    private static JsonNode? Num(double v) => double.IsFinite(v) ? Math.Round(v, 4) : null;
+
+    private static JsonObject SeedJson(CapFiltSeedResult r)
+    {
+        var ret = new JsonObject();
+        foreach (var (arm, m) in r.Retrieval) { var j = new JsonObject(); foreach (var (k, v) in m) j[k] = Num(v); ret[arm] = j; }
+        return new JsonObject
+        {
+            ["seed"] = r.Seed, ["precision"] = Num(r.Quality.Precision), ["recall"] = Num(r.Quality.Recall), ["f1"] = Num(r.Quality.F1),
+            ["clean_kept"] = Num(r.Quality.CleanKept), ["noise_after"] = Num(r.Quality.NoiseAfter),
+            ["pairs"] = r.Quality.Pairs, ["corrupted"] = r.Quality.Corrupted, ["rejected"] = r.Quality.Rejected, ["true_positives"] = r.Quality.TruePositives,
+            ["clean_pairs"] = r.CleanPairs, ["noisy_pairs"] = r.NoisyPairs, ["kept_original"] = r.KeptOriginal,
+            ["noisy_images"] = r.NoisyImages, ["kept_synthetic"] = r.KeptSynthetic, ["synthetic_exact_true"] = Num(r.SyntheticExact),
+            ["synthetic_kept_exact_true"] = Num(r.SyntheticKeptExact), ["retrieval"] = ret, ["seconds"] = Math.Round(r.Seconds, 1),
+        };
+    }
+
+    public static CapFiltSeedResult ReadSeed(string path)
+    {
+        try
+        {
+            var j = JsonNode.Parse(File.ReadAllText(path))!;
+            double D(JsonNode? n) => n is null ? double.NaN : n.GetValue<double>();
+            int I(string k) => j[k]!.GetValue<int>();
+            var ret = new Dictionary<string, Dictionary<string, double>>();
+            foreach (var (arm, m) in j["retrieval"]!.AsObject())
+                ret[arm] = m!.AsObject().ToDictionary(kv => kv.Key, kv => D(kv.Value));
+            return new CapFiltSeedResult(j["seed"]!.GetValue<ulong>(), new FilterQuality(I("pairs"), I("corrupted"), I("rejected"), I("true_positives")),
+                I("clean_pairs"), I("noisy_pairs"), I("noisy_images"), I("kept_original"), I("kept_synthetic"), D(j["synthetic_exact_true"]),
+                D(j["synthetic_kept_exact_true"]), ret, D(j["seconds"]));
+        }
+        catch (Exception e) when (e is JsonException or NullReferenceException or InvalidOperationException or FormatException or KeyNotFoundException)
+        {
+            throw new InvalidDataException($"{path}: not a CapFilt seed result ({e.Message}); delete it to rerun that seed");
+        }
     }
 
     private CapFiltSeedResult RunSeed(ulong seed)
@@ -57,7 +113,11 @@ public sealed class CapFiltExperiment(CapFiltExperimentOptions o, string outDir,
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var dir = Path.Combine(outDir, $"seed-{seed}");
         var worldDir = Path.Combine(dir, "world");
-        var gen = new WorldGenerator(seed, new WorldOptions { MinImageSize = o.CapFilt.Size.ImageSize, MaxImageSize = o.CapFilt.Size.ImageSize });
+        var gen = new WorldGenerator(seed, new WorldOptions
+        {
+            MinImageSize = o.CapFilt.Size.ImageSize, MaxImageSize = o.CapFilt.Size.ImageSize, MaxObjects = o.MaxObjects,
+            TextureProbability = o.Plain ? 0 : new WorldOptions().TextureProbability, NoiseProbability = o.Plain ? 0 : new WorldOptions().NoiseProbability,
+        });
         WorldDataset.Write(worldDir, gen, new WorldSplits(o.TrainScenes, 0, o.TestScenes), (p, rgb, w, h) => PngEncoder.Save(new Image(w, h, PixelMode.RGB, rgb), p));
 
         // Clean subset: the first images; the rest is the web-like split, corrupted.
@@ -173,21 +233,7 @@ public sealed class CapFiltExperiment(CapFiltExperimentOptions o, string outDir,
 
     private void WriteJson(List<CapFiltSeedResult> results)
     {
-        static JsonNode? Num(double v) => double.IsFinite(v) ? Math.Round(v, 4) : null;
-        var seeds = new JsonArray();
-        foreach (var r in results)
-        {
-            var ret = new JsonObject();
-            foreach (var (arm, m) in r.Retrieval) { var j = new JsonObject(); foreach (var (k, v) in m) j[k] = Num(v); ret[arm] = j; }
-            seeds.Add(new JsonObject
-            {
-                ["seed"] = r.Seed, ["precision"] = Num(r.Quality.Precision), ["recall"] = Num(r.Quality.Recall), ["f1"] = Num(r.Quality.F1),
-                ["clean_kept"] = Num(r.Quality.CleanKept), ["noise_after"] = Num(r.Quality.NoiseAfter), ["corrupted"] = r.Quality.Corrupted,
-                ["rejected"] = r.Quality.Rejected, ["clean_pairs"] = r.CleanPairs, ["noisy_pairs"] = r.NoisyPairs, ["kept_original"] = r.KeptOriginal,
-                ["noisy_images"] = r.NoisyImages, ["kept_synthetic"] = r.KeptSynthetic, ["synthetic_exact_true"] = Num(r.SyntheticExact), ["synthetic_kept_exact_true"] = Num(r.SyntheticKeptExact),
-                ["retrieval"] = ret, ["seconds"] = Math.Round(r.Seconds, 1),
-            });
-        }
+        var seeds = new JsonArray(results.Select(r => (JsonNode)SeedJson(r)).ToArray());
         var summary = new JsonObject();
         foreach (var (name, get) in SummaryRows())
         {
@@ -196,7 +242,8 @@ public sealed class CapFiltExperiment(CapFiltExperimentOptions o, string outDir,
         }
         var root = new JsonObject
         {
-            ["noise"] = o.Noise, ["clean_fraction"] = o.CleanFraction, ["train_scenes"] = o.TrainScenes, ["test_scenes"] = o.TestScenes,
+            ["noise"] = o.Noise, ["clean_fraction"] = o.CleanFraction, ["max_objects"] = o.MaxObjects, ["plain_backgrounds"] = o.Plain,
+            ["hidden"] = o.CapFilt.Size.Hidden, ["layers"] = o.CapFilt.Size.TextLayers, ["image_size"] = o.CapFilt.Size.ImageSize, ["learning_rate"] = o.CapFilt.LearningRate, ["train_scenes"] = o.TrainScenes, ["test_scenes"] = o.TestScenes,
             ["captioner_steps"] = o.CapFilt.CaptionerSteps, ["filter_steps"] = o.CapFilt.FilterSteps, ["retrieval_steps"] = o.RetrievalSteps,
             ["batch_size"] = o.CapFilt.BatchSize, ["objectives"] = o.CapFilt.Objectives.Name, ["seeds"] = seeds, ["summary"] = summary,
         };

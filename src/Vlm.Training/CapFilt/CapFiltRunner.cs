@@ -22,7 +22,7 @@ public sealed record CapFiltOptions
     public int BatchSize { get; init; } = 32;
     public int CaptionerSteps { get; init; } = 400;
     public int FilterSteps { get; init; } = 400;
-    public double LearningRate { get; init; } = 3e-4;
+    public double LearningRate { get; init; } = 1e-3;
     /// <summary>Nucleus sampling threshold (BLIP: 0.9).</summary>
     public float TopP { get; init; } = 0.9f;
     public int MaxNewTokens { get; init; } = 30;
