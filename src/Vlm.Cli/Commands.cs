@@ -15,6 +15,8 @@ public static partial class Commands
         foreach (var c in ModelCommands.All()) yield return c;
         yield return IndexCommands.Build();
         yield return Caption.Build();
+        yield return Serve.Build();
+        foreach (var c in TrainCommands.All()) yield return c;
         yield return CapFiltCommands.Build();
         yield return CapFiltCommands.BuildExperiment();
     }

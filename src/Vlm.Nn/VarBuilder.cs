@@ -27,6 +27,7 @@ public sealed class VarBuilder
         public HashSet<string> Consumed = new(StringComparer.Ordinal);
         public HashSet<string> Ignored = new(StringComparer.Ordinal);
         public DropoutContext Dropout = new();
+        public Func<string, Tensor?>? Share;
     }
 
     private VarBuilder(Shared s, string prefix)
@@ -92,9 +93,32 @@ public sealed class VarBuilder
     /// non-persistent buffers saved by old versions).</summary>
     public void Ignore(string name) => _s.Ignored.Add(Join(name));
 
+    /// <summary>While the returned scope lives, a parameter whose full name <paramref name="lookup"/> maps to an
+    /// existing tensor is that tensor (registered under the new name too), not a new one: weight sharing between
+    /// modules built separately (BLIP's decoder shares all but self-attention with the text encoder). A shared
+    /// tensor must have the declared shape.</summary>
+    public IDisposable ShareParameters(Func<string, Tensor?> lookup)
+    {
+        if (_s.Share != null) throw new InvalidOperationException("ShareParameters scopes do not nest");
+        _s.Share = lookup;
+        return new ShareScope(_s);
+    }
+
+    private sealed class ShareScope(Shared s) : IDisposable
+    {
+        public void Dispose() => s.Share = null;
+    }
+
     private Tensor Create(string name, int[] shape, Initializer init, bool register)
     {
         var full = Join(name);
+        if (_s.Share?.Invoke(full) is { } shared)
+        {
+            if (!shared.ShapeArray().SequenceEqual(shape))
+                throw new InvalidOperationException($"{full}: shared tensor {shared.Name ?? "?"} has shape {shared.ShapeString}, the module declares {ShapeUtil.Format(shape)}");
+            if (register) _s.Store.Add(full, shared);
+            return shared;
+        }
         Tensor t;
         if (_s.Source is { } src)
         {

@@ -170,11 +170,35 @@ public sealed class BlipTextModel : Module
     public BlipTextEmbeddings Embeddings { get; }
     public IReadOnlyList<BlipTextLayer> Layers { get; }
 
-    public BlipTextModel(VarBuilder vb, BlipTextConfig c)
+    /// <summary>Index of the first layer that owns cross-attention (0 for HF BLIP; ALBEF's split text/fusion
+    /// encoder uses 6 of 12: layers below it are text-only).</summary>
+    public int CrossAttentionFrom { get; }
+
+    /// <param name="crossAttentionFrom">layers [0, this) are built without cross-attention even when
+    /// text_config.is_decoder is true (ALBEF, arXiv 2107.07651 §3.1: text layers then fusion layers)</param>
+    public BlipTextModel(VarBuilder vb, BlipTextConfig c, int crossAttentionFrom = 0)
     {
+        if (crossAttentionFrom < 0 || crossAttentionFrom > c.NumHiddenLayers)
+            throw new ArgumentException($"crossAttentionFrom {crossAttentionFrom} is outside [0, text_config.num_hidden_layers {c.NumHiddenLayers}]");
         Config = c;
+        CrossAttentionFrom = crossAttentionFrom;
         Embeddings = Add(new BlipTextEmbeddings(vb["embeddings"], c));
-        Layers = Enumerable.Range(0, c.NumHiddenLayers).Select(i => Add(new BlipTextLayer(vb["encoder"]["layer"][i], c))).ToList();
+        var textOnly = c with { IsDecoder = false };
+        Layers = Enumerable.Range(0, c.NumHiddenLayers)
+            .Select(i => Add(new BlipTextLayer(vb["encoder"]["layer"][i], i < crossAttentionFrom ? textOnly : c))).ToList();
+    }
+
+    /// <summary>Runs layers [<paramref name="from"/>, <paramref name="to"/>) on hidden states (B, T, D): ALBEF's
+    /// "text" mode is [0, CrossAttentionFrom) without encoder states, its "fusion" mode [CrossAttentionFrom, n)
+    /// with them. <paramref name="selfMask"/> is an additive mask from <see cref="SelfMask"/>;
+    /// <paramref name="encoderMask"/> a (B, Lenc) keep-mask or null.</summary>
+    public Tensor ForwardLayers(Tensor h, Tensor? selfMask, Tensor? encoder, Tensor? encoderMask, int from, int to)
+    {
+        if (from < 0 || to > Layers.Count || from > to) throw new ArgumentException($"layer range [{from}, {to}) is outside [0, {Layers.Count}]");
+        Tensor? encMask = null;
+        if (encoder != null && encoderMask != null && encoderMask.ToInt64Array().Any(x => x == 0)) encMask = AttentionOps.ExtendedMask(encoderMask);
+        for (int i = from; i < to; i++) h = Layers[i].Forward(h, selfMask, encoder, encMask, null);
+        return h;
     }
 
     /// <param name="ids">(B, T) int64 new tokens</param>
@@ -244,11 +268,11 @@ public sealed class BlipTextLMHeadModel : Module
     public Tensor DecoderWeight { get; }   // (V, D)
     public Tensor Bias { get; }            // (V)
 
-    public BlipTextLMHeadModel(VarBuilder vb, BlipTextConfig c)
+    public BlipTextLMHeadModel(VarBuilder vb, BlipTextConfig c, int crossAttentionFrom = 0)
     {
         Config = c;
         var init = Init.Normal(0f, c.InitializerRange);
-        Bert = Add(new BlipTextModel(vb["bert"], c));
+        Bert = Add(new BlipTextModel(vb["bert"], c, crossAttentionFrom));
         var p = vb["cls"]["predictions"];
         _transform = Add(new Linear(c.HiddenSize, c.HiddenSize, p["transform"]["dense"], weightInit: init, biasInit: Init.Zeros));
         _ln = Add(new LayerNorm(c.HiddenSize, p["transform"]["LayerNorm"], c.LayerNormEps));

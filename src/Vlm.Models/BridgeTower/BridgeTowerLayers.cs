@@ -347,12 +347,21 @@ public sealed class BtCrossLayer : Module
 
     public (Tensor output, Tensor? selfProbs) Forward(Tensor hidden, Tensor encoderHidden, Tensor? selfMask, Tensor? encoderMask, bool wantProbs)
     {
+        var (o, probs, _) = Forward(hidden, encoderHidden, selfMask, encoderMask, wantProbs, false);
+        return (o, probs);
+    }
+
+    /// <summary>As above, plus (when <paramref name="wantCrossProbs"/>) the cross-attention probabilities
+    /// (B, heads, L, L_other): how each token of this modality attends to the other one (attention maps).</summary>
+    public (Tensor output, Tensor? selfProbs, Tensor? crossProbs) Forward(Tensor hidden, Tensor encoderHidden, Tensor? selfMask, Tensor? encoderMask,
+        bool wantProbs, bool wantCrossProbs)
+    {
         var (a, probs) = _attention.Forward(hidden, selfMask, null, wantProbs);
-        var (c, _) = _cross.Forward(a, encoderMask, encoderHidden, false);
+        var (c, crossProbs) = _cross.Forward(a, encoderMask, encoderHidden, wantCrossProbs);
         BtInit.Free(a);
         var o = _ffn.Forward(c);
         BtInit.Free(c);
-        return (o, probs);
+        return (o, probs, crossProbs);
     }
 }
 

@@ -30,6 +30,9 @@ public sealed class BridgeTowerModelOutput
     public List<(Tensor Text, Tensor Image)>? CrossHiddenStates { get; init; }
     /// <summary>Per cross-modal layer: self-attention probabilities (text (B, heads, L, L), image (B, heads, N, N)).</summary>
     public List<(Tensor Text, Tensor Image)>? Attentions { get; init; }
+    /// <summary>Per cross-modal layer, when <see cref="BridgeTowerForwardOptions.OutputCrossAttentions"/>: cross-attention
+    /// probabilities (text→image (B, heads, L, N), image→text (B, heads, N, L)). Not part of HF's outputs.</summary>
+    public List<(Tensor TextToImage, Tensor ImageToText)>? CrossAttentions { get; init; }
 
     /// <summary>Outputs under HF's flattened ModelOutput names (hidden_states.2.1.0 = hidden_states[2][1][0]).</summary>
     public void AddNamed(IDictionary<string, Tensor> into, string prefix = "")
@@ -67,6 +70,8 @@ public sealed record BridgeTowerForwardOptions
 {
     public bool OutputHiddenStates { get; init; }
     public bool OutputAttentions { get; init; }
+    /// <summary>Also return the cross-attention probabilities of every cross-modal layer (attention maps).</summary>
+    public bool OutputCrossAttentions { get; init; }
     /// <summary>Resize the position embeddings to the image's patch grid (other image sizes / aspect ratios).</summary>
     public bool InterpolatePosEncoding { get; init; }
     /// <summary>Token type of the image tokens (1; the NLVR2 head uses 2 for its second image; 0 means 1, as in HF).</summary>
@@ -184,6 +189,8 @@ public sealed class BridgeTowerModel : Module
         var hsImage = o.OutputHiddenStates ? new List<Tensor>() : null;
         var hsCross = o.OutputHiddenStates ? new List<(Tensor, Tensor)>() : null;
         var attns = o.OutputAttentions ? new List<(Tensor, Tensor)>() : null;
+        var crossAttns = o.OutputCrossAttentions ? new List<(Tensor, Tensor)>() : null;
+        bool wantCross = crossAttns != null;
         static Tensor Lnd(Tensor x) => x.Permute(1, 0, 2).Contiguous();
 
         var textEmbeds = TextEmbeddings.Forward(inputIds);                               // (B, L, Dt)
@@ -223,11 +230,12 @@ public sealed class BridgeTowerModel : Module
         BtInit.Free(post); BtInit.Free(ci); BtInit.Free(ciT);
 
         // The image mask is all ones (HF ignores pixel_mask), so its additive mask is zero and is skipped.
-        var (crossTextFeat, pText) = _crossText[0].Forward(crossText, crossImage, textMask, null, o.OutputAttentions);
-        var (crossImageFeat, pImage) = _crossImage[0].Forward(crossImage, crossText, null, textMask, o.OutputAttentions);
+        var (crossTextFeat, pText, xText) = _crossText[0].Forward(crossText, crossImage, textMask, null, o.OutputAttentions, wantCross);
+        var (crossImageFeat, pImage, xImage) = _crossImage[0].Forward(crossImage, crossText, null, textMask, o.OutputAttentions, wantCross);
         BtInit.Free(crossText); BtInit.Free(crossImage);
         hsCross?.Add((crossTextFeat, crossImageFeat));
         if (attns != null) attns.Add((pText!, pImage!));
+        crossAttns?.Add((xText!, xImage!));
 
         for (int i = split, link = 0; i < nText; i++, link++)
         {
@@ -251,14 +259,15 @@ public sealed class BridgeTowerModel : Module
             BtInit.Free(textWithType); BtInit.Free(imageWithLn);
             if (hsCross is null) { BtInit.Free(crossTextFeat); BtInit.Free(crossImageFeat); }
 
-            (crossTextFeat, pText) = _crossText[link + 1].Forward(bridgedText, bridgedImage, textMask, null, o.OutputAttentions);
-            (crossImageFeat, pImage) = _crossImage[link + 1].Forward(bridgedImage, bridgedText, null, textMask, o.OutputAttentions);
+            (crossTextFeat, pText, xText) = _crossText[link + 1].Forward(bridgedText, bridgedImage, textMask, null, o.OutputAttentions, wantCross);
+            (crossImageFeat, pImage, xImage) = _crossImage[link + 1].Forward(bridgedImage, bridgedText, null, textMask, o.OutputAttentions, wantCross);
             BtInit.Free(bridgedText); BtInit.Free(bridgedImage);
 
             hsText?.Add(textEmbeds);
             hsImage?.Add(Lnd(imageEmbeds));
             hsCross?.Add((crossTextFeat, crossImageFeat));
             if (attns != null) attns.Add((pText!, pImage!));
+        crossAttns?.Add((xText!, xImage!));
         }
 
         var pooled = Tensor.Cat([_textPooler.Forward(crossTextFeat), _imagePooler.Forward(crossImageFeat)], -1);
@@ -273,6 +282,7 @@ public sealed class BridgeTowerModel : Module
             ImageHiddenStates = hsImage,
             CrossHiddenStates = hsCross,
             Attentions = attns,
+            CrossAttentions = crossAttns,
         };
     }
 }

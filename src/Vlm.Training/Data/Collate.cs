@@ -42,7 +42,22 @@ public sealed class TextCollator(ITokenizer tokenizer, int maxLength)
             if (s is int v) special.Add(v);
         int firstOrdinary = 0;
         while (special.Contains(firstOrdinary) || firstOrdinary == Tokenizer.UnkId) firstOrdinary++;
-        var ids = (long[])t.IdArray.Clone();
+        var (ids, labels) = MlmMasking.Apply(t.IdArray, special, maskId, firstOrdinary, Tokenizer.VocabSize, rng, p);
+        return (Tensor.FromArray(ids, t.Batch, t.Length), Tensor.FromArray(labels, t.Batch, t.Length));
+    }
+}
+
+/// <summary>BERT's MLM corruption over raw ids (used by <see cref="TextCollator.Mask"/> and ALBEF pre-training).</summary>
+public static class MlmMasking
+{
+    /// <summary>Each id not in <paramref name="special"/> is chosen with probability <paramref name="p"/>; a chosen
+    /// id becomes <paramref name="maskId"/> (80 %), a random id in [<paramref name="firstOrdinary"/>,
+    /// <paramref name="vocab"/>) (10 %) or stays (10 %). Labels are the original ids at chosen positions and −100
+    /// elsewhere. At least one id is chosen when any is eligible (an empty target makes the mean loss NaN).</summary>
+    public static (long[] Ids, long[] Labels) Apply(long[] source, ISet<long> special, int maskId, int firstOrdinary, int vocab, Rng rng, float p = 0.15f)
+    {
+        if (firstOrdinary >= vocab) throw new ArgumentException($"no ordinary token id: first ordinary {firstOrdinary} >= vocab {vocab}");
+        var ids = (long[])source.Clone();
         var labels = new long[ids.Length];
         Array.Fill(labels, -100L);
         int chosen = 0, firstCandidate = -1;
@@ -54,15 +69,15 @@ public sealed class TextCollator(ITokenizer tokenizer, int maxLength)
             Replace(i);
         }
         if (chosen == 0 && firstCandidate >= 0) Replace(firstCandidate);
-        return (Tensor.FromArray(ids, t.Batch, t.Length), Tensor.FromArray(labels, t.Batch, t.Length));
+        return (ids, labels);
 
         void Replace(int i)
         {
             chosen++;
-            labels[i] = t.IdArray[i];
+            labels[i] = source[i];
             float r = rng.NextFloat();
             if (r < 0.8f) ids[i] = maskId;
-            else if (r < 0.9f) ids[i] = firstOrdinary + rng.NextInt(Tokenizer.VocabSize - firstOrdinary);
+            else if (r < 0.9f) ids[i] = firstOrdinary + rng.NextInt(vocab - firstOrdinary);
         }
     }
 }

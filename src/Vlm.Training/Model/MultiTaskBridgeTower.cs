@@ -27,11 +27,13 @@ public sealed class MultiTaskBridgeTower : Module
     private readonly BtLinear _mlmDense, _itm, _itcText, _itcImage, _itcCross, _attr;
     private readonly BtLayerNorm _mlmLn;
     private readonly Tensor _mlmDecoder, _mlmBias;
-    private readonly BtClassifier? _vqa;
+    private readonly BtClassifier? _vqa, _nlvr2;
     public Tensor LogitScale { get; }
 
     /// <summary>Fresh parameters from <paramref name="rng"/> (HF init: N(0, 0.05) weights, zero biases, unit norms).</summary>
-    public MultiTaskBridgeTower(BridgeTowerConfig config, Rng rng, int numAttributes)
+    /// <param name="nlvr2">add the paper's NLVR2 head: a third token-type row (the second image, initialised from
+    /// row 1) and a classifier over the two concatenated pooled features</param>
+    public MultiTaskBridgeTower(BridgeTowerConfig config, Rng rng, int numAttributes, bool nlvr2 = false)
     {
         Config = config;
         NumAttributes = numAttributes;
@@ -40,7 +42,7 @@ public sealed class MultiTaskBridgeTower : Module
         var init = Init.Normal(0f, 0.05f * config.InitializerFactor);
         var vbi = VarBuilder.Init(rng);
         var vb = BtVars.From(vbi);
-        Base = Add(new BridgeTowerModel(config, vb["bridgetower"]));
+        Base = Add(new BridgeTowerModel(config, vb["bridgetower"], null, nlvr2 ? 3 : 2));
         var m = vb["mlm_score"];
         _mlmDense = Add(new BtLinear(m["transform"]["dense"], h, h, init: init));
         _mlmLn = Add(new BtLayerNorm(m["transform"]["LayerNorm"], h, config.LayerNormEps));
@@ -55,9 +57,15 @@ public sealed class MultiTaskBridgeTower : Module
         LogitScale = vb.Param("logit_scale", [], Init.Constant(config.LogitScaleInitValue ?? 2.6592f));
         if (config.NumLabels is int answers && answers > 0)
             _vqa = Add(new BtClassifier(vb["vqa_classifier"], 2 * h, 2 * h, answers, config.InitializerFactor));
+        if (nlvr2) _nlvr2 = Add(new BtClassifier(vb["nlvr2_classifier"], 4 * h, 2 * h, 2, config.InitializerFactor));
         _attr = Add(new BtLinear(vb["vision_attribute_head"], config.VisionConfig.HiddenSize, numAttributes, init: init));
         Parameters = vbi.Finish();
+        if (nlvr2)
+            using (Tensor.NoGrad())
+                Base.TokenTypeEmbeddings.Narrow(0, 2, 1).CopyFrom(Base.TokenTypeEmbeddings.Narrow(0, 1, 1).Detach());
     }
+
+    public bool HasNlvr2Head => _nlvr2 != null;
 
     public bool HasVqaHead => _vqa != null;
 
@@ -84,6 +92,16 @@ public sealed class MultiTaskBridgeTower : Module
     /// <summary>VQA logits (B, answers) from the pooled features.</summary>
     public Tensor VqaLogits(BridgeTowerModelOutput o) =>
         (_vqa ?? throw new InvalidOperationException("the model has no VQA head (config num_labels is unset)")).Forward(o.PoolerOutput);
+
+    /// <summary>NLVR2 logits (B, 2), column 1 = the statement is true: the text with each image (image token types 1
+    /// and 2), the two pooled features concatenated, as HF-style BridgeTowerForNlvr2 computes them.</summary>
+    public Tensor Nlvr2Logits(Tensor ids, Tensor mask, Tensor left, Tensor right)
+    {
+        var head = _nlvr2 ?? throw new InvalidOperationException("the model has no NLVR2 head");
+        var o1 = Base.Forward(ids, mask, left, new BridgeTowerForwardOptions { ImageTokenTypeIdx = 1 });
+        var o2 = Base.Forward(ids, mask, right, new BridgeTowerForwardOptions { ImageTokenTypeIdx = 2 });
+        return head.Forward(Tensor.Cat([o1.PoolerOutput, o2.PoolerOutput], -1));
+    }
 
     /// <summary>The contrastive embeddings exactly as HF BridgeTowerForContrastiveLearning computes them.</summary>
     public ItcEmbeddings Itc(BridgeTowerModelOutput o)

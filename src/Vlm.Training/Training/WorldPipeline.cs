@@ -9,6 +9,7 @@ using Vlm.Core;
 using Vlm.Models.BridgeTower;
 using Vlm.Tokenizers;
 using Vlm.Training.Data;
+using Vlm.Training.Eval;
 using Vlm.Training.Model;
 using Vlm.Training.Text;
 using Vlm.Training.World;
@@ -75,7 +76,7 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
 {
     private readonly TextWriter _log = log ?? Console.Error;
     public TextWriter? ProgressOutput { get; init; }
-    public const int NumAttributes = 5 + 8 + 40 + 2;
+    public const int NumAttributes = TrainingModels.NumAttributes;
 
     private WorldGenerator _gen = null!;
     private TextCollator _text = null!;
@@ -122,7 +123,7 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
             if (!Stage(stages, trainer.Run(Opt("text-mlm", o.TextMlmSteps), MakeTextMlm, b => TextMlmStep(model, b)))) return Partial(stages);
             if (!Stage(stages, trainer.Run(Opt("vision-attributes", o.VisionSteps), MakeAttr, b => AttrStep(model, b)))) return Partial(stages);
         }
-        if (!Stage(stages, trainer.Run(Opt("vl-pretrain", o.PretrainSteps), MakePretrain, b => PretrainStep(model, b)))) return Partial(stages);
+        if (!Stage(stages, trainer.Run(Opt("vl-pretrain", o.PretrainSteps), MakePretrain, b => PretrainStep(model, b, o.ItcHardNegatives)))) return Partial(stages);
         Checkpoint.WriteModelFiles(Path.Combine(outDir, "models", "pretrained"), model, _tokDir, o.ImageSize);
         var pretrained = BridgeTowerTrainer.Snapshot(model);
 
@@ -170,21 +171,8 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
         ExamplesPerBatch = o.BatchSize, StopAfterStep = o.StopAt is { } s && s.Stage == name ? s.Step : null,
     };
 
-    private BridgeTowerConfig MakeConfig(int vocab, int pad)
-    {
-        int heads = Math.Max(1, o.Hidden / 64);
-        return new BridgeTowerConfig
-        {
-            HiddenSize = o.Hidden, NumHiddenLayers = o.CrossLayers, NumAttentionHeads = heads,
-            ContrastiveHiddenSize = o.Hidden, LogitScaleInitValue = 2.6592f, Id2Label = _answers, NumLabels = _answers.Count,
-            TextConfig = new BridgeTowerTextConfig
-            {
-                VocabSize = vocab, HiddenSize = o.Hidden, NumHiddenLayers = o.TowerLayers, NumAttentionHeads = heads, IntermediateSize = 4 * o.Hidden,
-                HiddenDropoutProb = 0f, AttentionProbsDropoutProb = 0f, MaxPositionEmbeddings = o.MaxTextLength + pad + 2, PadTokenId = pad,
-            },
-            VisionConfig = new BridgeTowerVisionConfig { HiddenSize = o.Hidden, NumHiddenLayers = o.TowerLayers, PatchSize = o.PatchSize, ImageSize = o.ImageSize },
-        };
-    }
+    private BridgeTowerConfig MakeConfig(int vocab, int pad) =>
+        TrainingModels.SmallConfig(o.Hidden, o.TowerLayers, o.CrossLayers, o.PatchSize, o.ImageSize, vocab, pad, o.MaxTextLength, _answers);
 
     // ---------------------------------------------------------------- data
 
@@ -245,7 +233,7 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
         return t;
     }
 
-    private T[] Pick<T>(IReadOnlyList<T> from, Rng rng) => Enumerable.Range(0, o.BatchSize).Select(_ => from[rng.NextInt(from.Count)]).ToArray();
+    private T[] Pick<T>(IReadOnlyList<T> from, Rng rng) => TaskBatches.Pick(from, o.BatchSize, rng);
 
     private Rng RngFor(string stage, long step, int micro) => StepRng.For(o.Seed, stage, step * 64 + micro);
 
@@ -261,7 +249,7 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
         return new MlmBatch(t, m, l);
     }
 
-    private static StepOutput TextMlmStep(MultiTaskBridgeTower model, MlmBatch b)
+    public static StepOutput TextMlmStep(MultiTaskBridgeTower model, MlmBatch b)
     {
         var (loss, acc) = Objectives.Mlm(model.MlmLogits(model.TextTower(b.Masked, b.Text.Mask)), b.Labels);
         return new StepOutput(loss, new Dictionary<string, double> { ["mlm_loss"] = loss.Item(), ["mlm_acc"] = acc });
@@ -278,7 +266,7 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
         return new AttrBatch(_pixels.Batch(pairs.Select(p => p.ImagePath).ToList()), Tensor.FromArray(targets, pairs.Length, NumAttributes));
     }
 
-    private static StepOutput AttrStep(MultiTaskBridgeTower model, AttrBatch b)
+    public static StepOutput AttrStep(MultiTaskBridgeTower model, AttrBatch b)
     {
         var logits = model.AttributeLogits(b.Pixels);
         var loss = F.BinaryCrossEntropyWithLogits(logits, b.Targets);
@@ -293,14 +281,11 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
     private PretrainBatch MakePretrain(long step, int micro)
     {
         var rng = RngFor("vl-pretrain", step, micro);
-        var pairs = Pick(_trainPairs, rng);
-        var t = _text.Encode(pairs.Select(p => p.Caption).ToList());
-        var (m, l) = _text.Mask(t, rng);
-        var neg = pairs.Select(_ => rng.NextInt(2) == 0).ToArray();
-        return new PretrainBatch(t, m, l, _pixels.Batch(pairs.Select(p => p.ImagePath).ToList()), pairs.Select(p => p.ImageId).ToArray(), neg, rng);
+        return TaskBatches.Pretrain(_text, _pixels, Pick(_trainPairs, rng), rng);
     }
 
-    private StepOutput PretrainStep(MultiTaskBridgeTower model, PretrainBatch b)
+    /// <summary>MLM + ITM + ITC on one batch; ITM negatives are ITC-sampled with <paramref name="itcHardNegatives"/>, else uniform.</summary>
+    public static StepOutput PretrainStep(MultiTaskBridgeTower model, PretrainBatch b, bool itcHardNegatives)
     {
         // MLM and ITC on (masked caption, its image); the contrastive text embedding therefore sees the masked
         // caption, a cheap stand-in for a third forward pass on the clean one.
@@ -310,7 +295,7 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
         var itc = Objectives.Itc(e, model.LogitScale);
         int n = b.ImageIds.Length;
         int[] negIdx;
-        if (o.ItcHardNegatives)
+        if (itcHardNegatives)
         {
             float[] sims;
             using (Tensor.NoGrad()) sims = e.Text.Detach().MatMul(e.Image.Detach().T).ToArray();
@@ -329,19 +314,10 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
 
     public sealed record VqaBatch(TextBatch Text, Tensor Pixels, Tensor Targets, float[] TargetArray);
 
-    private VqaBatch MakeVqa(long step, int micro)
-    {
-        var rng = RngFor("vqa-finetune", step, micro);
-        var qs = Pick(_trainVqa, rng);
-        var targets = new float[qs.Length * _answers.Count];
-        for (int i = 0; i < qs.Length; i++)
-            foreach (var (a, s) in Eval.VqaScore.SoftScores(qs[i].Answers))
-                if (_answerIndex.TryGetValue(a, out int k)) targets[i * _answers.Count + k] = s;
-        return new VqaBatch(_text.Encode(qs.Select(q => q.Question).ToList()), _pixels.Batch(qs.Select(q => q.ImagePath).ToList()),
-            Tensor.FromArray(targets, qs.Length, _answers.Count), targets);
-    }
+    private VqaBatch MakeVqa(long step, int micro) =>
+        TaskBatches.Vqa(_text, _pixels, Pick(_trainVqa, RngFor("vqa-finetune", step, micro)), _answerIndex);
 
-    private static StepOutput VqaStep(MultiTaskBridgeTower model, VqaBatch b)
+    public static StepOutput VqaStep(MultiTaskBridgeTower model, VqaBatch b)
     {
         var o = model.Forward(b.Text.Ids, b.Text.Mask, b.Pixels);
         var logits = model.VqaLogits(o);
@@ -360,20 +336,10 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
     private RetrievalBatch MakeRetrieval(long step, int micro)
     {
         var rng = RngFor("retrieval-finetune", step, micro);
-        var pairs = Pick(_trainPairs, rng);
-        int n = pairs.Length, half = n / 2;
-        var negTexts = new List<string>();
-        for (int i = 0; i < n; i++)
-        {
-            if (i < half && _negByImage.TryGetValue(pairs[i].ImageId, out var negs)) negTexts.Add(negs[rng.NextInt(negs.Count)].Caption);
-            else if (i < half) negTexts.Add(_trainPairs[rng.NextInt(_trainPairs.Count)].Caption);
-            else negTexts.Add(pairs[i].Caption);
-        }
-        return new RetrievalBatch(_text.Encode(pairs.Select(p => p.Caption).ToList()), _text.Encode(negTexts),
-            _pixels.Batch(pairs.Select(p => p.ImagePath).ToList()), pairs.Select(p => p.ImageId).ToArray(), rng);
+        return TaskBatches.Retrieval(_text, _pixels, Pick(_trainPairs, rng), _negByImage, _trainPairs, rng);
     }
 
-    private static StepOutput RetrievalStep(MultiTaskBridgeTower model, RetrievalBatch b)
+    public static StepOutput RetrievalStep(MultiTaskBridgeTower model, RetrievalBatch b)
     {
         int n = b.ImageIds.Length, half = n / 2;
         var oa = model.Forward(b.Text.Ids, b.Text.Mask, b.Pixels);
@@ -395,83 +361,26 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
 
     // ---------------------------------------------------------------- evaluation
 
-    private static T NoGradEval<T>(MultiTaskBridgeTower m, Func<T> f)
-    {
-        m.Eval();
-        try { using (Tensor.NoGrad()) return f(); }
-        finally { m.Train(); }
-    }
+    private Evaluator NewEvaluator(MultiTaskBridgeTower model) => new(model, _text, _pixels, ProgressOutput);
 
-    private (Dictionary<string, double>, Dictionary<string, double>, Dictionary<string, int>, double, double, Dictionary<int, string>) EvalVqa(MultiTaskBridgeTower model) => NoGradEval(model, () =>
+    private (Dictionary<string, double>, Dictionary<string, double>, Dictionary<string, int>, double, double, Dictionary<int, string>) EvalVqa(MultiTaskBridgeTower model)
     {
-        var preds = new Dictionary<int, string>();
-        const int bs = 64;
-        using (var bar = new Pipeline.ProgressBar("eval vqa", _testVqa.Count, "q", ProgressOutput))
-            for (int s = 0; s < _testVqa.Count; s += bs)
-            {
-                var qs = _testVqa.Skip(s).Take(bs).ToList();
-                var t = _text.Encode(qs.Select(q => q.Question).ToList());
-                var logits = model.VqaLogits(model.Forward(t.Ids, t.Mask, _pixels.Batch(qs.Select(q => q.ImagePath).ToList())));
-                var am = logits.ArgMax(1).ToInt64Array();
-                for (int i = 0; i < qs.Count; i++) preds[qs[i].QuestionId] = _answers[(int)am[i]];
-                bar.Report(s + qs.Count);
-            }
-        var majority = _trainVqa.GroupBy(q => q.QuestionType).ToDictionary(g => g.Key,
-            g => g.GroupBy(q => Eval.VqaScore.Normalize(q.Answers[0])).OrderByDescending(x => x.Count()).ThenBy(x => x.Key, StringComparer.Ordinal).First().Key);
-        var byCat = new Dictionary<string, double>(); var majCat = new Dictionary<string, double>(); var count = new Dictionary<string, int>();
-        double all = 0, allMaj = 0;
-        foreach (var g in _testVqa.GroupBy(q => q.QuestionType).OrderBy(g => g.Key, StringComparer.Ordinal))
-        {
-            double acc = 0, maj = 0;
-            foreach (var q in g)
-            {
-                acc += Eval.VqaScore.Accuracy(preds[q.QuestionId], q.Answers);
-                maj += Eval.VqaScore.Accuracy(majority.GetValueOrDefault(g.Key, "yes"), q.Answers);
-            }
-            byCat[g.Key] = acc / g.Count(); majCat[g.Key] = maj / g.Count(); count[g.Key] = g.Count();
-            all += acc; allMaj += maj;
-        }
-        return (byCat, majCat, count, all / Math.Max(1, _testVqa.Count), allMaj / Math.Max(1, _testVqa.Count), preds);
-    });
-
-    private float[] ItmProbabilities(MultiTaskBridgeTower model, IReadOnlyList<(string text, string image)> pairs, string label)
-    {
-        var res = new float[pairs.Count];
-        const int bs = 64;
-        using var bar = new Pipeline.ProgressBar(label, pairs.Count, "pair", ProgressOutput);
-        for (int s = 0; s < pairs.Count; s += bs)
-        {
-            var chunk = pairs.Skip(s).Take(bs).ToList();
-            var t = _text.Encode(chunk.Select(c => c.text).ToList());
-            var p = F.Softmax(model.ItmLogits(model.Forward(t.Ids, t.Mask, _pixels.Batch(chunk.Select(c => c.image).ToList()))), -1).ToArray();
-            for (int i = 0; i < chunk.Count; i++) res[s + i] = p[i * 2 + 1];
-            bar.Report(s + chunk.Count);
-        }
-        return res;
+        var r = NewEvaluator(model).Vqa(_testVqa, _answers, _trainVqa);
+        return (r.ByType, r.MajorityByType, r.CountByType, r.Accuracy, r.Majority, r.Predictions);
     }
 
     /// <summary>Balanced binary ITM accuracy per hard-negative kind on held-out images: each negative caption beside
     /// its minimally different true caption (the colours swapped back, the relation reversed back, the true count, a
     /// present object), so the two differ only in the attribute under test and sentence form gives nothing away;
     /// "match" when P(match) > 0.5. Chance is 50 %.</summary>
-    private (Dictionary<string, double>, double) EvalItmHardNegatives(MultiTaskBridgeTower model) => NoGradEval(model, () =>
+    private (Dictionary<string, double>, double) EvalItmHardNegatives(MultiTaskBridgeTower model)
     {
         var firstCaption = _testPairs.GroupBy(p => p.ImageId).ToDictionary(g => g.Key, g => g.First().Caption);
         var negs = _testNeg.Where(n => firstCaption.ContainsKey(n.ImageId)).ToList();
         var positives = negs.Select(n => MinimalPositive(n, _gen.SampleScene(n.ImageId)) ?? firstCaption[n.ImageId]).ToList();
-        var pairs = negs.Select(n => (n.Caption, n.ImagePath)).Concat(negs.Select((n, i) => (positives[i], n.ImagePath))).ToList();
-        var p = ItmProbabilities(model, pairs, "eval itm");
-        var byKind = new Dictionary<string, double>();
-        int okAll = 0;
-        foreach (var g in negs.Select((n, i) => (n, i)).GroupBy(x => x.n.Kind).OrderBy(g => g.Key, StringComparer.Ordinal))
-        {
-            int ok = 0;
-            foreach (var (_, i) in g) ok += (p[i] <= 0.5f ? 1 : 0) + (p[negs.Count + i] > 0.5f ? 1 : 0);
-            byKind[g.Key] = ok / (2.0 * g.Count());
-            okAll += ok;
-        }
-        return (byKind, okAll / (2.0 * Math.Max(1, negs.Count)));
-    });
+        var r = NewEvaluator(model).ItmHardNegatives(negs, positives);
+        return (r.ByKind, r.Overall);
+    }
 
     /// <summary>The true caption a hard negative was made from (same words but the attribute under test), or null.</summary>
     public static string? MinimalPositive(ItmNegative n, Scene scene)
@@ -514,92 +423,17 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
 
     /// <summary>Retrieval over the first N held-out images and one caption each: ITC similarities, then the top-k of
     /// each query re-ranked by ITM. Returns R@1/5/10 both ways (ITC alone and re-ranked).</summary>
-    private (Dictionary<string, double>, int, List<(int, List<string>)>) EvalRetrieval(MultiTaskBridgeTower model) => NoGradEval(model, () =>
+    private (Dictionary<string, double>, int, List<(int, List<string>)>) EvalRetrieval(MultiTaskBridgeTower model)
     {
         var imgs = _testPairs.GroupBy(p => p.ImageId).Take(o.EvalImages).Select(g => g.First()).ToList();
-        int n = imgs.Count;
-        var textEmb = new List<float[]>(); var imgEmb = new List<float[]>();
-        const int bs = 64;
-        for (int s = 0; s < n; s += bs)
-        {
-            var chunk = imgs.Skip(s).Take(bs).ToList();
-            var t = _text.Encode(chunk.Select(c => c.Caption).ToList());
-            var te = model.EmbedText(t.Ids, t.Mask); var ie = model.EmbedImage(_pixels.Batch(chunk.Select(c => c.ImagePath).ToList()));
-            int c = te.Size(1);
-            var ta = te.ToArray(); var ia = ie.ToArray();
-            for (int i = 0; i < chunk.Count; i++) { textEmb.Add(ta.AsSpan(i * c, c).ToArray()); imgEmb.Add(ia.AsSpan(i * c, c).ToArray()); }
-        }
-        var sim = new float[n * n];
-        for (int t = 0; t < n; t++)
-            for (int i = 0; i < n; i++)
-            {
-                float d = 0;
-                for (int k = 0; k < textEmb[t].Length; k++) d += textEmb[t][k] * imgEmb[i][k];
-                sim[t * n + i] = d;
-            }
-        int kk = Math.Min(o.RerankK, n);
-        var cand = new HashSet<(int t, int i)>();
-        for (int t = 0; t < n; t++)
-            foreach (var i in Enumerable.Range(0, n).OrderByDescending(i => sim[t * n + i]).ThenBy(i => i).Take(kk)) cand.Add((t, i));
-        var i2tCand = new HashSet<(int t, int i)>();
-        for (int i = 0; i < n; i++)
-            foreach (var t in Enumerable.Range(0, n).OrderByDescending(t => sim[t * n + i]).ThenBy(t => t).Take(kk)) i2tCand.Add((t, i));
-        var all = cand.Union(i2tCand).OrderBy(x => x.t).ThenBy(x => x.i).ToList();
-        var probs = ItmProbabilities(model, all.Select(x => (imgs[x.t].Caption, imgs[x.i].ImagePath)).ToList(), "eval retrieval");
-        var itm = all.Select((x, j) => (x, j)).ToDictionary(p => p.x, p => probs[p.j]);
-        // Re-ranked scores: candidates above every non-candidate, ordered by ITM probability.
-        var t2i = (float[])sim.Clone(); var i2t = (float[])sim.Clone();
-        foreach (var x in cand) t2i[x.t * n + x.i] = 10f + itm[x];
-        foreach (var x in i2tCand) i2t[x.t * n + x.i] = 10f + itm[x];
-        var gold = Enumerable.Range(0, n).ToList();
-        var r = new Dictionary<string, double>();
-        foreach (int k in new[] { 1, 5, 10 })
-        {
-            r[$"t2i_r{k}"] = Eval.Recall.TextToImage(t2i, n, n, gold, k);
-            r[$"i2t_r{k}"] = Eval.Recall.ImageToText(i2t, n, n, gold, k);
-            r[$"itc_t2i_r{k}"] = Eval.Recall.TextToImage(sim, n, n, gold, k);
-            r[$"itc_i2t_r{k}"] = Eval.Recall.ImageToText(sim, n, n, gold, k);
-            r[$"chance_r{k}"] = Math.Min(1.0, k / (double)n);
-        }
-        var tops = new List<(int, List<string>)>();
-        for (int i = 0; i < Math.Min(3, n); i++)
-            tops.Add((imgs[i].ImageId, Enumerable.Range(0, n).OrderByDescending(t => i2t[t * n + i]).ThenBy(t => t).Take(3).Select(t => imgs[t].Caption).ToList()));
-        return (r, n, tops);
-    });
+        var r = NewEvaluator(model).Retrieval(imgs.Select(x => x.ImagePath).ToList(), imgs.Select((x, i) => (x.Caption, i)).ToList(), o.RerankK);
+        var tops = Enumerable.Range(0, Math.Min(3, imgs.Count)).Select(i => (imgs[i].ImageId, r.TopTexts(i, 3).Select(t => imgs[t].Caption).ToList())).ToList();
+        return (r.Recall, imgs.Count, tops);
+    }
 
     // ---------------------------------------------------------------- outputs
 
-    private void WriteCurves()
-    {
-        var path = Path.Combine(outDir, "metrics.jsonl");
-        if (!File.Exists(path)) return;
-        var rows = File.ReadAllLines(path).Where(l => !string.IsNullOrWhiteSpace(l)).Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
-        var dir = Path.Combine(outDir, "curves");
-        Directory.CreateDirectory(dir);
-        (byte, byte, byte)[] palette = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189)];
-        foreach (var stage in rows.GroupBy(r => r["stage"]!.GetValue<string>()))
-            foreach (var (kind, suffix) in new[] { ("loss", "loss"), ("accuracy", "acc") })
-            {
-                var keys = stage.SelectMany(r => r.Select(kv => kv.Key)).Distinct().Where(k => k.EndsWith(suffix, StringComparison.Ordinal)).OrderBy(k => k, StringComparer.Ordinal).ToList();
-                if (keys.Count == 0) continue;
-                var series = keys.Select((k, ci) => new Plot.Series(k, Smooth(stage.Where(r => r[k] != null).Select(r => ((double)r["step"]!.GetValue<long>(), r[k]!.GetValue<double>())).ToList()),
-                    palette[ci % palette.Length])).ToList();
-                var (rgb, w, h) = Plot.LinePlot.Render($"{stage.Key} {kind}", series);
-                PngEncoder.Save(new Image(w, h, PixelMode.RGB, rgb), Path.Combine(dir, $"{stage.Key}_{kind}.png"));
-            }
-    }
-
-    private static List<(double, double)> Smooth(List<(double x, double y)> pts)
-    {
-        int win = Math.Max(1, pts.Count / 25);
-        var res = new List<(double, double)>();
-        for (int i = 0; i < pts.Count; i++)
-        {
-            int a = Math.Max(0, i - win + 1);
-            res.Add((pts[i].x, pts.Skip(a).Take(i - a + 1).Average(p => p.y)));
-        }
-        return res;
-    }
+    private void WriteCurves() => Plot.Curves.Write(outDir);
 
     private void WriteMetricsJson(WorldReport r)
     {
