@@ -16,6 +16,19 @@ public static class CapFiltCommands
 {
     private static class CapFiltDefaults { public const double LearningRate = 1e-3; }
 
+    private static Option<string> ObjectivesOption() => new("--objectives")
+    {
+        Description = "inbatch: HF losses, in-batch ITC, random ITM negatives (or ITC-sampled with --itc-hard-negatives); recipe: Vlm.Training.Blip's objectives (id-aware ITC, ITC-sampled hard negatives, LM with smoothing 0.1)",
+        DefaultValueFactory = _ => "inbatch",
+    };
+
+    private static IBlipObjectives? Objectives(string name, bool hard) => name switch
+    {
+        "inbatch" => new InBatchBlipObjectives(itcHardNegatives: hard),
+        "recipe" => new RecipeBlipObjectives(),
+        _ => null,
+    };
+
     private static Option<int> Int(string name, string desc, int def) => new(name) { Description = desc, DefaultValueFactory = _ => def };
 
     public static Command Build()
@@ -35,7 +48,8 @@ public static class CapFiltCommands
         var thr = new Option<float>("--threshold") { Description = "Keep a caption when ITM P(match) exceeds this", DefaultValueFactory = _ => 0.5f };
         var hard = new Option<bool>("--itc-hard-negatives") { Description = "ITM negatives sampled by ITC similarity instead of uniformly" };
         var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup + cosine decay)", DefaultValueFactory = _ => CapFiltDefaults.LearningRate };
-        var cmd = new Command("capfilt", "Bootstrap a noisy image-text dataset with BLIP's captioner + filter") { data, clean, noisy, outDir, seed, cap, fil, batch, hidden, layers, image, topP, thr, hard, lr };
+        var objectives = ObjectivesOption();
+        var cmd = new Command("capfilt", "Bootstrap a noisy image-text dataset with BLIP's captioner + filter") { data, clean, noisy, outDir, seed, cap, fil, batch, hidden, layers, image, topP, thr, hard, lr, objectives };
         cmd.SetAction(pr =>
         {
             try
@@ -49,10 +63,11 @@ public static class CapFiltCommands
                 if (t is < 0f or >= 1f) return Cli.Fail($"capfilt: --threshold must be in [0, 1), got {t.ToString(CultureInfo.InvariantCulture)}");
                 foreach (var (n, v) in new[] { ("--captioner-steps", pr.GetValue(cap)), ("--filter-steps", pr.GetValue(fil)), ("--batch", pr.GetValue(batch)), ("--layers", pr.GetValue(layers)), ("--image-size", pr.GetValue(image)) })
                     if (v <= 0) return Cli.Fail($"capfilt: {n} must be positive, got {v}");
+                if (Objectives(pr.GetValue(objectives)!, pr.GetValue(hard)) is not { } obj) return Cli.Fail($"capfilt: --objectives must be inbatch or recipe, got '{pr.GetValue(objectives)}'");
                 var o = new CapFiltOptions
                 {
                     Seed = pr.GetValue(seed), CaptionerSteps = pr.GetValue(cap), FilterSteps = pr.GetValue(fil), BatchSize = pr.GetValue(batch),
-                    TopP = p, Threshold = t, LearningRate = pr.GetValue(lr), Objectives = new InBatchBlipObjectives(itcHardNegatives: pr.GetValue(hard)),
+                    TopP = p, Threshold = t, LearningRate = pr.GetValue(lr), Objectives = obj,
                     Size = new BlipSize { Hidden = h, Heads = Math.Max(1, h / 32), VisionLayers = pr.GetValue(layers), TextLayers = pr.GetValue(layers), ImageSize = pr.GetValue(image) },
                 };
                 var r = new CapFiltRunner(o).Run(dir, Resolve(pr.GetValue(clean)!), Resolve(pr.GetValue(noisy)!), pr.GetValue(outDir)!);
@@ -96,7 +111,8 @@ public static class CapFiltCommands
         var layers = Int("--layers", "Layers per tower", 2);
         var maxObj = Int("--max-objects", "Most objects per scene (1-4)", 4);
         var plain = new Option<bool>("--plain") { Description = "Plain backgrounds (no texture or noise)" };
-        capfilt.Options.Add(hidden); capfilt.Options.Add(layers); capfilt.Options.Add(maxObj); capfilt.Options.Add(plain);
+        var objectives = ObjectivesOption();
+        capfilt.Options.Add(hidden); capfilt.Options.Add(layers); capfilt.Options.Add(maxObj); capfilt.Options.Add(plain); capfilt.Options.Add(objectives);
         capfilt.SetAction(pr =>
         {
             double nz = pr.GetValue(noise), cf = pr.GetValue(cleanF);
@@ -109,6 +125,7 @@ public static class CapFiltCommands
             if (h <= 0 || h % 32 != 0) return Cli.Fail($"experiment capfilt: --hidden must be a positive multiple of 32, got {h}");
             if (nl <= 0) return Cli.Fail($"experiment capfilt: --layers must be positive, got {nl}");
             if (mo is < 1 or > 4) return Cli.Fail($"experiment capfilt: --max-objects must be 1-4, got {mo}");
+            if (Objectives(pr.GetValue(objectives)!, pr.GetValue(hard)) is not { } obj) return Cli.Fail($"experiment capfilt: --objectives must be inbatch or recipe, got '{pr.GetValue(objectives)}'");
             var o = new CapFiltExperimentOptions
             {
                 Seeds = pr.GetValue(seeds), FirstSeed = pr.GetValue(first), Noise = nz, CleanFraction = cf, TrainScenes = pr.GetValue(train),
@@ -117,7 +134,7 @@ public static class CapFiltCommands
                 {
                     CaptionerSteps = pr.GetValue(cap), FilterSteps = pr.GetValue(fil), BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(lr),
                     Size = new BlipSize { Hidden = h, Heads = Math.Max(1, h / 32), VisionLayers = nl, TextLayers = nl },
-                    Objectives = new InBatchBlipObjectives(itcHardNegatives: pr.GetValue(hard)),
+                    Objectives = obj,
                 },
             };
             string dir = pr.GetValue(outDir)!;

@@ -166,6 +166,9 @@ public sealed class CapFiltRunner(CapFiltOptions o, TextWriter? log = null, Text
         return new PairBatch(pixels.Batch(pick.Select(p => p.ImagePath).ToList()), t, pick.Select(p => p.ImageId).ToArray(), rng);
     }
 
+    /// <summary>The same batch with decoder inputs (see <see cref="WithBos"/>).</summary>
+    public static PairBatch MakeDecoderBatch(PairBatch b) => b with { Text = WithBos(b.Text) };
+
     /// <summary>BLIP's decoder input: the [CLS] of each row replaced by [DEC].</summary>
     public static TextBatch WithBos(TextBatch t)
     {
