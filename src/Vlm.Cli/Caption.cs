@@ -1,11 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
-using Vlm.Core;
-using Vlm.Models.Blip;
-using Vlm.Models.Generation;
+using Vlm.Server;
 using Vlm.Tokenizers;
 using Vlm.Vision;
-using Vlm.Vision.Processing;
 
 namespace Vlm.Cli;
 
@@ -50,27 +47,11 @@ public static class Caption
     public static string Run(string imagePath, string folder, string? prompt, int? beams, float? topP, int maxNewTokens, ulong seed)
     {
         if (!File.Exists(imagePath)) throw new FileNotFoundException($"image not found: {imagePath}", imagePath);
-        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"model folder not found: {folder}");
-        var tok = AutoTokenizer.FromFolder(folder);   // first: a folder without tokenizer files fails before the weights load
-        var model = BlipForConditionalGeneration.FromFolder(folder);
-        var ppPath = Path.Combine(folder, "preprocessor_config.json");
-        var processor = File.Exists(ppPath)
-            ? ImageProcessorBase.FromConfigFile(ppPath)
-            : new BlipImageProcessor { Height = model.Config.VisionConfig.ImageSize, Width = model.Config.VisionConfig.ImageSize };
-        var pixels = processor.Preprocess(ImageDecoder.Decode(imagePath)).PixelValues;
-        Tensor? ids = null, mask = null;
-        if (!string.IsNullOrEmpty(prompt))
-        {
-            var enc = tok.Encode(prompt);
-            ids = Tensor.FromArray(enc.Ids, 1, enc.Ids.Length);
-            mask = Tensor.FromArray(enc.AttentionMask, 1, enc.AttentionMask.Length);
-        }
+        var captioner = BlipCaptioner.Open(folder);
         // generation_config.json (when the folder has one) first, as HF generate() does; the command line overrides.
-        var gcPath = Path.Combine(folder, "generation_config.json");
-        var baseOpts = File.Exists(gcPath) ? GenerationConfigFile.Load(gcPath) : new GenerationOptions();
-        var opts = baseOpts with { MaxNewTokens = maxNewTokens, NumBeams = beams ?? baseOpts.NumBeams, DoSample = topP != null || baseOpts.DoSample, TopP = topP ?? baseOpts.TopP, Seed = seed };
-        GenerationResult r;
-        using (Tensor.NoGrad()) r = model.Generate(pixels, ids, mask, opts);
-        return tok.Decode(r.Sequences.ToInt64Array(), skipSpecialTokens: true);
+        return captioner.Caption(ImageDecoder.Decode(imagePath), prompt, b => b with
+        {
+            MaxNewTokens = maxNewTokens, NumBeams = beams ?? b.NumBeams, DoSample = topP != null || b.DoSample, TopP = topP ?? b.TopP, Seed = seed,
+        });
     }
 }

@@ -41,7 +41,10 @@ public sealed class BlipCaptioner
     }
 
     /// <summary>Caption of <paramref name="image"/>, continuing <paramref name="prompt"/> when given.</summary>
-    public string Caption(Image image, string? prompt, int maxNewTokens)
+    public string Caption(Image image, string? prompt, int maxNewTokens) => Caption(image, prompt, o => o with { MaxNewTokens = maxNewTokens });
+
+    /// <summary>As above, with the folder's generation options edited by <paramref name="edit"/> (beams, sampling, seed).</summary>
+    public string Caption(Image image, string? prompt, Func<GenerationOptions, GenerationOptions> edit)
     {
         var pixels = _processor.Preprocess(image).PixelValues;
         Tensor? ids = null, mask = null;
@@ -51,7 +54,7 @@ public sealed class BlipCaptioner
             ids = Tensor.FromArray(enc.Ids, 1, enc.Ids.Length);
             mask = Tensor.FromArray(enc.AttentionMask, 1, enc.AttentionMask.Length);
         }
-        var opts = _base with { MaxNewTokens = maxNewTokens };
+        var opts = edit(_base);
         GenerationResult r;
         using (Tensor.NoGrad()) r = _model.Generate(pixels, ids, mask, opts);
         return _tok.Decode(r.Sequences.ToInt64Array(), skipSpecialTokens: true);

@@ -105,8 +105,22 @@ public sealed class InferenceEngine : IDisposable
 
     public TimeSpan Timeout => TimeSpan.FromMilliseconds(_options.TimeoutMs);
 
-    /// <summary>pixel_values (1, 3, H, W) of one RGB image.</summary>
-    public Tensor Preprocess(Image rgb) => Folder.Processor.EncodeImages([rgb]);
+    /// <summary>pixel_values (1, 3, H, W) of one RGB image; an image the processor cannot take is a 400.</summary>
+    public Tensor Preprocess(Image rgb) => PreprocessWithRegion(rgb).Pixels;
+
+    /// <summary>pixel_values plus the part of the source image they show (x, y, width, height in source pixels):
+    /// the processor resizes the shortest edge and centre-crops a square, so a heat map belongs over that square.</summary>
+    public (Tensor Pixels, float[] Region) PreprocessWithRegion(Image rgb)
+    {
+        Vision.Processing.ProcessorOutput r;
+        try { r = Folder.Processor.ImageProcessor.Preprocess([rgb], doCenterCrop: true); }
+        catch (ArgumentException e) { throw ApiException.BadRequest($"'image' cannot be preprocessed: {e.Message}"); }
+        float sx = 1, sy = 1; int rw = rgb.Width, rh = rgb.Height;
+        if (r.Resized.Count == 1) { rw = r.Resized[0].Width; rh = r.Resized[0].Height; sx = (float)rgb.Width / rw; sy = (float)rgb.Height / rh; }
+        int cw = r.PixelValues.Size(3), ch = r.PixelValues.Size(2);
+        float x = Math.Max(0, (rw - cw) / 2) * sx, y = Math.Max(0, (rh - ch) / 2) * sy;
+        return (r.PixelValues, [x, y, Math.Min(cw, rw) * sx, Math.Min(ch, rh) * sy]);
+    }
 
     private (Tensor Ids, Tensor Mask) Encode(IReadOnlyList<string> texts) => Folder.Processor.EncodeTexts(texts, MaxTokens);
 

@@ -140,6 +140,8 @@ public static class OpenApi
                         ["grid_w"] = Int("Patch columns", 0), ["grid_h"] = Int("Patch rows", 0), ["tokens"] = Arr(Str("token")),
                         ["heatmap"] = heat.Also("grid_h × grid_w, first token"),
                         ["token_heatmaps"] = Arr(Arr(Arr(Num()))).Also("one grid_h × grid_w map per token"),
+                        ["region"] = Obj(new JsonObject { ["x"] = Num(), ["y"] = Num(), ["w"] = Num(), ["h"] = Num() })
+                            .Also("the part of the source image the grid covers (the processor's centre crop), in source pixels"),
                     }, "grid_w", "grid_h", "tokens", "heatmap")),
                 ["/v1/index-image/{id}"] = Get("An indexed image file, by entry id", "image/*", parameters: PathParam("id", "Entry id (may contain '/')")),
                 ["/v1/demo-images"] = Get("Built-in demo images", "application/json",

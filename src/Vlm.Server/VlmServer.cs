@@ -231,8 +231,11 @@ public sealed class VlmServer : IAsyncDisposable
             var key = Uri.UnescapeDataString(id);
             var entry = eng.Index.Entries.FirstOrDefault(e => e.Id == key && e.Kind == "image");
             if (entry is null) return Results.Json(new { error = $"no image entry '{key}' in the index" }, statusCode: 404);
-            if (!File.Exists(entry.Source)) return Results.Json(new { error = $"the indexed file of '{key}' is gone" }, statusCode: 404);
-            return Results.File(entry.Source, ContentType(entry.Source));
+            // Only paths the index names are served (no path from the request reaches the file system); a relative
+            // source resolves against the working directory, as `vlm index` wrote it.
+            var file = Path.GetFullPath(entry.Source);
+            if (!File.Exists(file)) return Results.Json(new { error = $"the indexed file of '{key}' is gone" }, statusCode: 404);
+            return Results.File(file, ContentType(file));
         });
 
         app.MapPost("/v1/fill-mask", async (HttpRequest req, CancellationToken ct) =>
@@ -274,8 +277,13 @@ public sealed class VlmServer : IAsyncDisposable
             var f = await RequestFields.ReadAsync(req, o, ct);
             var image = (await f.ImageAsync("image", ct))!;
             var text = f.Text("text")!;
-            var r = await b.SubmitAsync(new TextImage(text, eng.Preprocess(image)), eng.Timeout, ct);
-            return Ok(new { grid_w = r.GridW, grid_h = r.GridH, tokens = r.Tokens, heatmap = r.Cls, token_heatmaps = r.PerToken });
+            var (px, region) = eng.PreprocessWithRegion(image);
+            var r = await b.SubmitAsync(new TextImage(text, px), eng.Timeout, ct);
+            return Ok(new
+            {
+                grid_w = r.GridW, grid_h = r.GridH, tokens = r.Tokens, heatmap = r.Cls, token_heatmaps = r.PerToken,
+                region = new { x = region[0], y = region[1], w = region[2], h = region[3] },
+            });
         });
 
         app.MapGet("/v1/demo-images", () => Ok(DemoImages.All.Select(d => new { name = d.Name, url = $"/demo/{d.Name}.png", caption = d.Caption })));

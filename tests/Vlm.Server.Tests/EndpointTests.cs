@@ -135,6 +135,25 @@ public sealed class EndpointTests(ModelFixture fx)
     }
 
     [Fact]
+    public async Task Retrieve_from_a_caption_index_reranks_with_the_query_image()
+    {
+        await using var s = await ModelFixture.StartAsync(fx.Options(o => o with { IndexPath = fx.CaptionIndexPath }));
+        var (status, body, raw) = await s.PostJson("/v1/retrieve", new { image = Running.B64(Png(1)), top_k = 3 });
+        Assert.True(status == 200, raw);
+        var results = body!["results"]!.AsArray();
+        Assert.Equal(3, results.Count);
+        var want = fx.Direct.Processor.ItmScores(fx.Direct.Itm, Rgb(1), ModelFixture.Captions);
+        foreach (var r in results)
+        {
+            Assert.Equal("text", (string?)r!["kind"]);
+            Assert.Null(r["image_url"]);
+            int i = Array.IndexOf(ModelFixture.Captions, (string)r["path"]!);
+            Assert.Equal(want[i].MatchProbability, (float)r["itm_score"]!, 1e-4f);
+        }
+        Assert.Equal(404, (await s.Get("/v1/index-image/captions.txt:1")).Status);
+    }
+
+    [Fact]
     public async Task Fill_mask_predicts_for_each_mask()
     {
         await using var s = await ModelFixture.StartAsync(fx.Options());
@@ -181,6 +200,10 @@ public sealed class EndpointTests(ModelFixture fx)
         Assert.Equal(1f, flat.Max());
         Assert.Equal(0f, flat.Min());
         Assert.Equal(tokens.Length, body["token_heatmaps"]!.AsArray().Count);
+        // Where the grid lies on the source image: the tiny processor (shortest edge 32, longest ≤ 53, size_divisor
+        // 32) turns every scene into 32 × 32 without cropping, so the grid covers the whole image.
+        var src = Rgb(3);
+        Assert.Equal(new[] { 0f, 0f, src.Width, src.Height }, new[] { "x", "y", "w", "h" }.Select(k => (float)body["region"]![k]!).ToArray());
 
         // The map is the head-mean of the library's last cross-modal text→image attention, row 0, CLS image token dropped.
         var (ids, mask) = fx.Direct.Processor.EncodeTexts(["a red circle"]);
@@ -203,6 +226,18 @@ public sealed class EndpointTests(ModelFixture fx)
         var (status, body, _) = await s.PostJson("/v1/caption", new { image = Running.B64(Png(0)) });
         Assert.Equal(501, status);
         Assert.Contains("--blip-model", (string?)body!["error"]);
+    }
+
+    [Fact]
+    public async Task Caption_with_a_blip_folder_matches_direct_generation()
+    {
+        await using var s = await ModelFixture.StartAsync(fx.Options(o => o with { BlipModelPath = fx.BlipPath }));
+        var want = BlipCaptioner.Open(fx.BlipPath).Caption(Rgb(2), "a", 4);
+        var (status, body, raw) = await s.PostJson("/v1/caption", new { image = Running.B64(Png(2)), prompt = "a", max_length = 4 });
+        Assert.True(status == 200, raw);
+        Assert.Equal(want, (string?)body!["caption"]);
+        Assert.True((bool)(await s.Get("/healthz")).Body!["caption"]!);
+        Assert.Equal(400, (await s.PostJson("/v1/caption", new { image = Running.B64(Png(2)), max_length = 0 })).Status);
     }
 
     [Fact]

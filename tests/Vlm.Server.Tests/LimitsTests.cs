@@ -55,6 +55,9 @@ public sealed class LimitsTests(ModelFixture fx)
         AssertError(400, await s.PostJson("/v1/itm", new { image = Running.B64(Encoding.UTF8.GetBytes("hello world, not an image")), text = "a" }), "'image' could not be decoded");
         var png = File.ReadAllBytes(fx.Tiny.ImagePath(0));
         AssertError(400, await s.PostJson("/v1/itm", new { image = Running.B64(png[..(png.Length / 2)]), text = "a" }), "'image'");
+        // Decodable but too elongated for the processor's resize.
+        var sliver = PngEncoder.Encode(new Image(90, 1, PixelMode.RGB, new byte[90 * 3]));
+        AssertError(400, await s.PostJson("/v1/itm", new { image = Running.B64(sliver), text = "a" }), "'image' cannot be preprocessed");
         // Other fields and bodies.
         AssertError(400, await s.PostJson("/v1/vqa", new { image = Png(0), question = "what?", top_k = 0 }), "'top_k' must be in 1..");
         AssertError(400, await s.PostJson("/v1/vqa", new { image = Png(0), question = "what?", top_k = "three" }), "'top_k' must be an integer");

@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using Vlm.Cli.Tests;
 using Vlm.Models.BridgeTower;
 using Vlm.Models.Retrieval;
+using Vlm.TestSupport;
 using Vlm.Vision;
 
 namespace Vlm.Server.Tests;
@@ -17,6 +18,10 @@ public sealed class ModelFixture : IDisposable
 {
     public TinyBridgeTowerFolder Tiny { get; } = new();
     public string IndexPath => Path.Combine(Tiny.Dir, "images.vlmindex");
+    public string CaptionIndexPath => Path.Combine(Tiny.Dir, "captions.vlmindex");
+    public static readonly string[] Captions = ["a red circle", "two blue squares", "a green cross above a white diamond"];
+    /// <summary>The tiny BLIP captioning fixture with a BERT vocabulary (as the CLI caption tests build it).</summary>
+    public string BlipPath => Path.Combine(Tiny.Dir, "blip");
     /// <summary>The same folder opened directly: the unbatched reference the service must agree with.</summary>
     public BridgeTowerFolder Direct { get; }
 
@@ -31,6 +36,16 @@ public sealed class ModelFixture : IDisposable
         for (int i = 0; i < files.Count; i++)
             idx.Add(new IndexEntry(Path.GetRelativePath(Tiny.Images, files[i]), files[i], "image"), e.Select(0, i).ToArray());
         idx.Save(IndexPath);
+        var (ids, mask) = Direct.Processor.EncodeTexts(Captions);
+        var te = Direct.Contrastive.EmbedTexts(ids, mask);
+        var cidx = new VectorIndex(idx.Dim);
+        for (int i = 0; i < Captions.Length; i++) cidx.Add(new IndexEntry($"captions.txt:{i + 1}", Captions[i], "text"), te.Select(0, i).ToArray());
+        cidx.Save(CaptionIndexPath);
+
+        Directory.CreateDirectory(BlipPath);
+        foreach (var f in new[] { "config.json", "model.safetensors" }) File.Copy(Fixtures.Path("blip_caption", f), Path.Combine(BlipPath, f));
+        foreach (var f in new[] { "vocab.txt", "tokenizer_config.json", "special_tokens_map.json" })
+            File.Copy(Fixtures.Path("tokenizers", "bert_uncased", f), Path.Combine(BlipPath, f));
     }
 
     public ServerOptions Options(Func<ServerOptions, ServerOptions>? edit = null)

@@ -291,20 +291,28 @@ async function retrieveByImage() {
 }
 
 function showRetrieval(r, by) {
-  $("ret-h").textContent = by === "image" ? "Images in the index like this picture" : "Images in the index matching the text";
+  $("ret-h").textContent = by === "image" ? "Index entries like this picture" : "Index entries matching the text";
   const grid = $("ret-grid");
   grid.replaceChildren(...(r.results || []).map((x, i) => {
     const li = document.createElement("li");
     const fig = document.createElement("figure");
-    const img = document.createElement("img");
-    img.loading = "lazy";
-    img.src = x.image_url || "/v1/index-image/" + String(x.id).split("/").map(encodeURIComponent).join("/");
-    const name = String(x.path || x.id).split(/[\\/]/).pop();
-    img.alt = `Result ${i + 1}: ${name}`;
     const cap = document.createElement("figcaption");
-    cap.textContent = `${i + 1}. ${name} · ${Number(x.score).toFixed(3)}`
+    const scores = `${Number(x.score).toFixed(3)}`
       + (x.itm_score !== undefined && x.itm_score !== null ? ` · match ${pct(Number(x.itm_score))}` : "");
-    fig.append(img, cap);
+    if (x.kind && x.kind !== "image") {
+      // A caption index: the entry is text (its source is the caption), shown as a quote instead of a thumbnail.
+      const q = document.createElement("blockquote");
+      q.textContent = String(x.path);
+      cap.textContent = `${i + 1}. ${x.id} · ${scores}`;
+      fig.append(q, cap);
+    } else {
+      const img = document.createElement("img");
+      img.src = x.image_url || "/v1/index-image/" + String(x.id).split("/").map(encodeURIComponent).join("/");
+      const name = String(x.path || x.id).split(/[\\/]/).pop();
+      img.alt = `Result ${i + 1}: ${name}`;
+      cap.textContent = `${i + 1}. ${name} · ${scores}`;
+      fig.append(img, cap);
+    }
     li.append(fig);
     return li;
   }));
@@ -447,6 +455,12 @@ function init() {
   $("ask").addEventListener("submit", ask);
   $("by-image").addEventListener("click", retrieveByImage);
   $("preview").addEventListener("load", drawHeat);
+  // PPM/PGM (and broken files) the browser cannot show: the service may still read them, so only say so.
+  $("preview").addEventListener("error", () => {
+    if (!state.image) return;
+    $("stage").hidden = true;
+    $("drop-text").textContent = `${state.image.name} is selected (this browser cannot preview it). Drop another image, paste one, or`;
+  });
   window.addEventListener("resize", drawHeat);
   $("opacity").addEventListener("input", () => {
     $("opacity-out").textContent = `${$("opacity").value}%`;

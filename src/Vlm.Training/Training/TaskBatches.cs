@@ -38,18 +38,27 @@ public static class TaskBatches
     /// <summary>The first half of the rows get a hard-negative caption of their image (from
     /// <paramref name="negativesByImage"/>, else a random caption of <paramref name="all"/>); the second half keep
     /// their caption (their negative is an ITC-sampled image, chosen in the step).</summary>
+    /// <summary>Retrieval fine-tuning batch. The first half of the ITM rows contrast, on one image, a hard negative
+    /// with the true caption it was made from (the two share their sentence form, so only the image can tell them
+    /// apart: the world's own captions never take some of the negatives' forms, e.g. "exactly one circle", and a model
+    /// shown those forms only as negatives learns the form, not the image); images without hard negatives get a random
+    /// caption against their own. The second half keep their captions (their negatives are ITC-sampled images).</summary>
     public static WorldPipeline.RetrievalBatch Retrieval(TextCollator text, PixelCache pixels, IReadOnlyList<ImageCaption> pairs,
-        IReadOnlyDictionary<int, List<ItmNegative>> negativesByImage, IReadOnlyList<ImageCaption> all, Rng rng)
+        IReadOnlyDictionary<int, List<(ItmNegative Negative, string Positive)>> negativesByImage, IReadOnlyList<ImageCaption> all, Rng rng)
     {
         int n = pairs.Count, half = n / 2;
-        var negTexts = new List<string>();
+        var negTexts = new List<string>(); var posTexts = new List<string>();
         for (int i = 0; i < n; i++)
         {
-            if (i < half && negativesByImage.TryGetValue(pairs[i].ImageId, out var negs)) negTexts.Add(negs[rng.NextInt(negs.Count)].Caption);
-            else if (i < half) negTexts.Add(all[rng.NextInt(all.Count)].Caption);
-            else negTexts.Add(pairs[i].Caption);
+            if (i >= half) { negTexts.Add(pairs[i].Caption); continue; }
+            if (negativesByImage.TryGetValue(pairs[i].ImageId, out var negs))
+            {
+                var (neg, pos) = negs[rng.NextInt(negs.Count)];
+                negTexts.Add(neg.Caption); posTexts.Add(pos);
+            }
+            else { negTexts.Add(all[rng.NextInt(all.Count)].Caption); posTexts.Add(pairs[i].Caption); }
         }
-        return new WorldPipeline.RetrievalBatch(text.Encode(pairs.Select(p => p.Caption).ToList()), text.Encode(negTexts),
+        return new WorldPipeline.RetrievalBatch(text.Encode(pairs.Select(p => p.Caption).ToList()), text.Encode(negTexts.Concat(posTexts).ToList()),
             pixels.Batch(pairs.Select(p => p.ImagePath).ToList()), pairs.Select(p => p.ImageId).ToArray(), rng);
     }
 

@@ -138,7 +138,11 @@ public static class TrainJobs
             {
                 var pairs = data.Pairs(o.Split);
                 DatasetFolder.CheckImagesExist(pairs.Select(p => p.ImagePath));
-                var negs = data.Negatives(o.Split).GroupBy(n => n.ImageId).ToDictionary(g => g.Key, g => g.ToList());
+                // A user dataset's negatives carry no record of the caption they were made from: the image's first caption
+                // stands in as their positive.
+                var firstCaption = pairs.GroupBy(p => p.ImageId).ToDictionary(g => g.Key, g => g.First().Caption);
+                var negs = data.Negatives(o.Split).Where(n => firstCaption.ContainsKey(n.ImageId)).GroupBy(n => n.ImageId)
+                    .ToDictionary(g => g.Key, g => g.Select(n => (n, firstCaption[n.ImageId])).ToList());
                 PrepareOut(o, stage);
                 var lm = TrainingModels.FromFolder(o.Model, o.Seed ^ 0xB7);
                 var (text, pixels) = Inputs(o.Model, o.Model, lm.Model.Config, o.MaxTextLength);

@@ -38,6 +38,9 @@ public sealed record WorldRunOptions
     public int VqaSteps { get; init; } = 500;
     public int RetrievalSteps { get; init; } = 150;
     public double LearningRate { get; init; } = 2e-4;
+    /// <summary>Learning rate of the uni-modal stages (text MLM, vision attributes): their towers start from scratch
+    /// and get no ×5 (at 2e-4 the vision tower's attribute loss is still falling steeply after 600 steps).</summary>
+    public double UniModalLearningRate { get; init; } = 1e-3;
     /// <summary>Pre-training ITM negatives sampled by ITC similarity instead of uniformly.</summary>
     public bool ItcHardNegatives { get; init; }
     /// <summary>Skip the uni-modal stages (the VL stage starts from random towers).</summary>
@@ -85,7 +88,7 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
     private List<ImageCaption> _trainPairs = null!, _testPairs = null!;
     private List<ItmNegative> _trainNeg = null!, _testNeg = null!;
     private List<VqaItem> _trainVqa = null!, _testVqa = null!;
-    private Dictionary<int, List<ItmNegative>> _negByImage = null!;
+    private Dictionary<int, List<(ItmNegative Negative, string Positive)>> _negByImage = null!;
     private List<string> _answers = null!;
     private Dictionary<string, int> _answerIndex = null!;
     private Dictionary<int, float[]> _attributes = null!;
@@ -101,6 +104,7 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
             using var bar = new Pipeline.ProgressBar("world", o.TrainScenes + o.ValScenes + o.TestScenes, "scene", ProgressOutput);
             WorldDataset.Write(worldDir, _gen, splits, (p, rgb, w, h) => PngEncoder.Save(new Image(w, h, PixelMode.RGB, rgb), p),
                 new Progress<int>(n => bar.Report(n)));
+            new WorldInfo(o.Seed, o.ImageSize, o.TrainScenes, o.ValScenes, o.TestScenes).Save(worldDir);
         }
         LoadData(worldDir);
 
@@ -120,8 +124,8 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
 
         if (!o.FromScratch)
         {
-            if (!Stage(stages, trainer.Run(Opt("text-mlm", o.TextMlmSteps), MakeTextMlm, b => TextMlmStep(model, b)))) return Partial(stages);
-            if (!Stage(stages, trainer.Run(Opt("vision-attributes", o.VisionSteps), MakeAttr, b => AttrStep(model, b)))) return Partial(stages);
+            if (!Stage(stages, trainer.Run(Opt("text-mlm", o.TextMlmSteps, o.UniModalLearningRate), MakeTextMlm, b => TextMlmStep(model, b)))) return Partial(stages);
+            if (!Stage(stages, trainer.Run(Opt("vision-attributes", o.VisionSteps, o.UniModalLearningRate), MakeAttr, b => AttrStep(model, b)))) return Partial(stages);
         }
         if (!Stage(stages, trainer.Run(Opt("vl-pretrain", o.PretrainSteps), MakePretrain, b => PretrainStep(model, b, o.ItcHardNegatives)))) return Partial(stages);
         Checkpoint.WriteModelFiles(Path.Combine(outDir, "models", "pretrained"), model, _tokDir, o.ImageSize);
@@ -165,9 +169,9 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
 
     private static bool Stage(List<StageResult> list, StageResult r) { list.Add(r); return r.Completed; }
 
-    private StageOptions Opt(string name, int steps) => new()
+    private StageOptions Opt(string name, int steps, double? lr = null) => new()
     {
-        Name = name, Steps = steps, LearningRate = o.LearningRate, Accumulate = o.Accumulate, CheckpointEvery = o.CheckpointEvery,
+        Name = name, Steps = steps, LearningRate = lr ?? o.LearningRate, Accumulate = o.Accumulate, CheckpointEvery = o.CheckpointEvery,
         ExamplesPerBatch = o.BatchSize, StopAfterStep = o.StopAt is { } s && s.Stage == name ? s.Step : null,
     };
 
@@ -188,7 +192,7 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
             foreach (var c in DatasetFormats.ReadCocoCaptions(Path.Combine(dir, $"captions_{split}.json"), dir)) _imagePaths[c.ImageId] = c.ImagePath;
         _trainNeg = ReadNegatives(Path.Combine(dir, "itm_negatives_train.jsonl"), dir);
         _testNeg = ReadNegatives(Path.Combine(dir, "itm_negatives_test.jsonl"), dir);
-        _negByImage = _trainNeg.GroupBy(n => n.ImageId).ToDictionary(g => g.Key, g => g.ToList());
+        _negByImage = PairWithMinimalPositives(_trainNeg, _gen.SampleScene);
         _trainVqa = DatasetFormats.ReadVqa(Path.Combine(dir, "questions_train.json"), Path.Combine(dir, "annotations_train.json"), ImagePathOf);
         _testVqa = DatasetFormats.ReadVqa(Path.Combine(dir, "questions_test.json"), Path.Combine(dir, "annotations_test.json"), ImagePathOf);
         _answers = _trainVqa.SelectMany(q => q.Answers).Select(Eval.VqaScore.Normalize).Distinct().OrderBy(a => a, StringComparer.Ordinal).ToList();
@@ -331,7 +335,10 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
         return new StepOutput(loss, new Dictionary<string, double> { ["vqa_loss"] = loss.Item(), ["vqa_acc"] = score / pred.Length });
     }
 
-    public sealed record RetrievalBatch(TextBatch Text, TextBatch NegText, Tensor Pixels, int[] ImageIds, Rng Rng);
+    /// <summary>Texts (B, ·) for ITC and the ITM positives; <paramref name="ItmText"/> (B + B/2, ·): the world's hard-negative
+    /// captions of the first half's images, the second half's own captions (to pair with other images), then the first
+    /// half's minimal positives.</summary>
+    public sealed record RetrievalBatch(TextBatch Text, TextBatch ItmText, Tensor Pixels, int[] ImageIds, Rng Rng);
 
     private RetrievalBatch MakeRetrieval(long step, int micro)
     {
@@ -348,12 +355,12 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
         float[] sims;
         using (Tensor.NoGrad()) sims = e.Text.Detach().MatMul(e.Image.Detach().T).ToArray();
         var hard = Objectives.SampleHardNegatives(sims, n, b.ImageIds, b.Rng);
-        // First half: the world's hard-negative caption with the true image; second half: the true caption with an
-        // ITC-sampled hard-negative image.
-        var rows = Enumerable.Range(0, n).Select(i => i < half ? i : hard[i]).ToArray();
-        var ob = model.Forward(b.NegText.Ids, b.NegText.Mask, Objectives.Rows(b.Pixels, rows));
-        var logits = Tensor.Cat([model.ItmLogits(oa), model.ItmLogits(ob)], 0);
-        var labels = Enumerable.Repeat(1L, n).Concat(Enumerable.Repeat(0L, n)).ToArray();
+        // Balanced ITM: the first half contrasts two captions on one image (hard negative vs its minimal positive), the
+        // second half one caption on two images (its own vs an ITC-sampled hard-negative image).
+        var rows = Enumerable.Range(0, n).Select(i => i < half ? i : hard[i]).Concat(Enumerable.Range(0, half)).ToArray();
+        var ob = model.Forward(b.ItmText.Ids, b.ItmText.Mask, Objectives.Rows(b.Pixels, rows));
+        var logits = Tensor.Cat([model.ItmLogits(oa).Narrow(0, half, n - half), model.ItmLogits(ob)], 0);
+        var labels = Enumerable.Repeat(1L, n - half).Concat(Enumerable.Repeat(0L, n)).Concat(Enumerable.Repeat(1L, half)).ToArray();
         var (itm, acc) = Objectives.Itm(logits, labels);
         var loss = itm.Add(itc);
         return new StepOutput(loss, new Dictionary<string, double> { ["loss"] = loss.Item(), ["itm_loss"] = itm.Item(), ["itc_loss"] = itc.Item(), ["itm_acc"] = acc });
@@ -381,6 +388,12 @@ public sealed class WorldPipeline(WorldRunOptions o, string outDir, TextWriter? 
         var r = NewEvaluator(model).ItmHardNegatives(negs, positives);
         return (r.ByKind, r.Overall);
     }
+
+    /// <summary>Each hard negative with the true caption it was made from (<see cref="MinimalPositive"/>), by image;
+    /// negatives without one are left out. These are the pairs the retrieval stage's ITM contrasts.</summary>
+    public static Dictionary<int, List<(ItmNegative Negative, string Positive)>> PairWithMinimalPositives(IEnumerable<ItmNegative> negatives, Func<int, Scene> scene) =>
+        negatives.Select(n => (n, pos: MinimalPositive(n, scene(n.ImageId)))).Where(x => x.pos != null)
+            .GroupBy(x => x.n.ImageId).ToDictionary(g => g.Key, g => g.Select(x => (x.n, x.pos!)).ToList());
 
     /// <summary>The true caption a hard negative was made from (same words but the attribute under test), or null.</summary>
     public static string? MinimalPositive(ItmNegative n, Scene scene)

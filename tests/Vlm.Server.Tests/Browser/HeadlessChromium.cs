@@ -258,17 +258,34 @@ public sealed class HeadlessChromium : IAsyncDisposable
         await WaitForAsync("document.readyState === 'complete' && location.href !== 'about:blank'", $"{url} to load", timeout);
     }
 
-    /// <summary>A real mouse click (pressed + released) at the centre of the first element matching <paramref name="selector"/>.</summary>
+    /// <summary>A real mouse click (pressed + released) at the centre of the first element matching
+    /// <paramref name="selector"/>, once that point really is on the element (not covered, not moving away: a late
+    /// layout change would otherwise send the click elsewhere).</summary>
     public async Task ClickAsync(string selector)
     {
-        var box = await EvalAsync($$"""
-            (() => { const e = document.querySelector({{JsonSerializer.Serialize(selector)}}); if (!e) return null;
-                     e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();
-                     return {x: r.left + r.width / 2, y: r.top + r.height / 2, w: r.width, h: r.height}; })()
-            """);
-        if (box.ValueKind != JsonValueKind.Object) throw new InvalidOperationException($"no element matches {selector}");
-        if (box.GetProperty("w").GetDouble() <= 0 || box.GetProperty("h").GetDouble() <= 0)
-            throw new InvalidOperationException($"{selector} is not visible");
+        var sel = JsonSerializer.Serialize(selector);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        JsonElement box;
+        while (true)
+        {
+            box = await EvalAsync($$"""
+                (() => { const e = document.querySelector({{sel}}); if (!e) return null;
+                         e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();
+                         const x = r.left + r.width / 2, y = r.top + r.height / 2, hit = document.elementFromPoint(x, y);
+                         return {x, y, w: r.width, h: r.height, onTarget: hit !== null && (e === hit || e.contains(hit) || hit.contains(e) && hit.tagName === 'LABEL')}; })()
+                """);
+            if (box.ValueKind != JsonValueKind.Object) throw new InvalidOperationException($"no element matches {selector}");
+            if (box.GetProperty("w").GetDouble() > 0 && box.GetProperty("h").GetDouble() > 0 && box.GetProperty("onTarget").GetBoolean())
+            {
+                // Same point twice, a frame apart: the layout has settled.
+                await EvalAsync("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))");
+                var again = await EvalAsync($"(() => {{ const r = document.querySelector({sel}).getBoundingClientRect(); return {{x: r.left + r.width / 2, y: r.top + r.height / 2}}; }})()");
+                if (Math.Abs(again.GetProperty("x").GetDouble() - box.GetProperty("x").GetDouble()) < 0.5 &&
+                    Math.Abs(again.GetProperty("y").GetDouble() - box.GetProperty("y").GetDouble()) < 0.5) break;
+            }
+            if (DateTime.UtcNow > deadline) throw new InvalidOperationException($"{selector} is not visible and clickable: {box}");
+            await Task.Delay(50);
+        }
         double x = box.GetProperty("x").GetDouble(), y = box.GetProperty("y").GetDouble();
         foreach (var type in new[] { "mouseMoved", "mousePressed", "mouseReleased" })
             await SendAsync("Input.dispatchMouseEvent", new JsonObject
@@ -278,10 +295,30 @@ public sealed class HeadlessChromium : IAsyncDisposable
             });
     }
 
+    /// <summary>Drags a file from "outside the browser" and drops it on the centre of <paramref name="selector"/>
+    /// (dragenter, dragover, drop with a real <c>DataTransfer</c> holding the file).</summary>
+    public async Task DropFileAsync(string selector, string path)
+    {
+        var box = await EvalAsync($$"""
+            (() => { const e = document.querySelector({{JsonSerializer.Serialize(selector)}}); if (!e) return null;
+                     e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();
+                     return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()
+            """);
+        if (box.ValueKind != JsonValueKind.Object) throw new InvalidOperationException($"no element matches {selector}");
+        foreach (var type in new[] { "dragEnter", "dragOver", "drop" })
+            await SendAsync("Input.dispatchDragEvent", new JsonObject
+            {
+                ["type"] = type, ["x"] = box.GetProperty("x").GetDouble(), ["y"] = box.GetProperty("y").GetDouble(),
+                ["data"] = new JsonObject { ["items"] = new JsonArray(), ["files"] = new JsonArray(path), ["dragOperationsMask"] = 1 },
+            });
+    }
+
     /// <summary>Focuses an input and types <paramref name="text"/> into it as keyboard input.</summary>
     public async Task TypeAsync(string selector, string text)
     {
         await ClickAsync(selector);
+        var focused = await EvalAsync($"document.activeElement === document.querySelector({JsonSerializer.Serialize(selector)})");
+        if (focused.ValueKind != JsonValueKind.True) throw new InvalidOperationException($"clicking {selector} did not focus it");
         await SendAsync("Input.insertText", new JsonObject { ["text"] = text });
     }
 
@@ -314,7 +351,8 @@ public sealed class HeadlessChromium : IAsyncDisposable
         try
         {
             if (!_process.HasExited) _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(10)).Token);
+            using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            await _process.WaitForExitAsync(wait.Token);
         }
         catch (Exception) { /* already gone */ }
         _process.Dispose();

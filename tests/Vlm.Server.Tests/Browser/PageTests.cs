@@ -25,7 +25,8 @@ public sealed class BrowserFactAttribute : FactAttribute
 /// </summary>
 public sealed class PageTests : IClassFixture<PageTests.Session>
 {
-    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30);
+    // Generous: this bounds a wait on a shared, possibly overloaded CI machine; a passing run takes a few seconds.
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(60);
     private readonly Session _s;
 
     public PageTests(Session s) => _s = s;
@@ -125,9 +126,18 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
         var shown = double.Parse((await b.EvalAsync("document.getElementById('itm-score').dataset.score")).GetString()!,
             System.Globalization.CultureInfo.InvariantCulture);
         Assert.InRange(shown, 0, 1);
-        Assert.Equal(direct["score"]!.GetValue<double>(), shown, 6);
+        // Not bit-equal: the service may micro-batch the page's request with others (e.g. the retrieval re-rank's ITM
+        // calls), and a padded batch rounds differently in the last bits.
+        Assert.True(Math.Abs(direct["score"]!.GetValue<double>() - shown) < 1e-4, $"page shows {shown}, /v1/itm says {direct["score"]}");
         var vqa = await PostAsync("/v1/vqa", new JsonObject { ["image"] = Convert.ToBase64String(demoBytes), ["question"] = question, ["top_k"] = 5 });
-        Assert.Equal(vqa["answers"]![0]!["answer"]!.GetValue<string>(), answers[0].GetProperty("a").GetString());
+        var directAnswers = vqa["answers"]!.AsArray().ToDictionary(x => x!["answer"]!.GetValue<string>(), x => x!["probability"]!.GetValue<double>());
+        Assert.Equal(directAnswers.Count, answers.Count);
+        foreach (var a in answers)
+        {
+            var label = a.GetProperty("a").GetString()!;
+            Assert.True(directAnswers.TryGetValue(label, out var q), $"the page shows '{label}', /v1/vqa does not");
+            Assert.True(Math.Abs(q - a.GetProperty("p").GetDouble()) < 1e-4, $"'{label}': page {a.GetProperty("p")}, /v1/vqa {q}");
+        }
 
         // The heat map was painted over the picture: a canvas as large as the image, opaque colour over at least the
         // centre square the model saw (BridgeTower centre-crops), more than one colour.
@@ -173,10 +183,19 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
     public async Task Server_errors_are_shown_to_the_user()
     {
         var b = _s.Ready();
-        // A server without an index: the page must not offer retrieval at all.
-        await using var server = await ModelFixture.StartAsync(_s.Model.Options(o => o with { IndexPath = null }));
+        // A server without an index (the page must not offer retrieval at all) but with a BLIP captioner.
+        await using var server = await ModelFixture.StartAsync(_s.Model.Options(o => o with { IndexPath = null, BlipModelPath = _s.Model.BlipPath }));
         await b.NavigateAsync(Url(server), Wait);
         await b.WaitForAsync("document.getElementById('model-info').textContent.includes('no index')", "the page to read /healthz", Wait);
+
+        // Drag and drop: a scene PNG dropped on the drop zone becomes the image.
+        await b.DropFileAsync("#drop", _s.Model.Tiny.ImagePath(1));
+        await b.WaitForAsync("document.getElementById('preview').alt.endsWith('scene1.png') && document.getElementById('preview').naturalWidth > 0",
+            "the dropped image to show", Wait, "document.getElementById('preview').alt + ' | ' + document.getElementById('error').textContent");
+        // With a captioner, a chosen image gets its caption: the one /v1/caption gives for the same file.
+        await b.WaitForAsync("!document.getElementById('caption-card').hidden", "the BLIP caption", Wait, Probe);
+        var capDirect = await PostAsync(server, "/v1/caption", new JsonObject { ["image"] = Convert.ToBase64String(File.ReadAllBytes(_s.Model.Tiny.ImagePath(1))) });
+        Assert.Equal(capDirect["caption"]!.GetValue<string>(), (await b.EvalAsync("document.getElementById('caption').textContent")).GetString());
 
         // A file that claims to be a PNG but is not: picked through the real <input type=file>.
         var bad = Path.Combine(_s.Model.Tiny.Dir, "broken.png");
@@ -190,7 +209,9 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
         {
             ["files"] = new JsonArray(bad), ["nodeId"] = node.GetProperty("nodeId").GetInt32(),
         });
-        await b.WaitForAsync("!document.getElementById('stage').hidden", "the picked file to be taken", Wait);
+        // Taken, and found unviewable by the browser (the page then hides the preview: the layout settles).
+        await b.WaitForAsync("document.getElementById('preview').alt.endsWith('broken.png') && document.getElementById('stage').hidden",
+            "the picked file to be taken", Wait);
         await b.TypeAsync("#text", "is there a circle?");
         await b.ClickAsync("#submit");
         await b.WaitForAsync("!document.getElementById('error').hidden && !document.getElementById('submit').disabled",
@@ -215,9 +236,11 @@ public sealed class PageTests : IClassFixture<PageTests.Session>
         Assert.True(unexpected.Count == 0, "page errors:\n" + string.Join("\n", unexpected));
     }
 
-    private async Task<JsonNode> PostAsync(string path, JsonObject body)
+    private Task<JsonNode> PostAsync(string path, JsonObject body) => PostAsync(_s.Server, path, body);
+
+    private static async Task<JsonNode> PostAsync(Running server, string path, JsonObject body)
     {
-        var r = await _s.Server.Http.PostAsync(path, new StringContent(body.ToJsonString(), System.Text.Encoding.UTF8, "application/json"));
+        var r = await server.Http.PostAsync(path, new StringContent(body.ToJsonString(), System.Text.Encoding.UTF8, "application/json"));
         var text = await r.Content.ReadAsStringAsync();
         Assert.True(r.IsSuccessStatusCode, $"{path}: {(int)r.StatusCode} {text}");
         return JsonNode.Parse(text)!;
