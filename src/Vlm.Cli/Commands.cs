@@ -18,5 +18,7 @@ public static partial class Commands
         yield return Serve.Build();
         foreach (var c in TrainCommands.All()) yield return c;
         yield return BlipPretrain.Build();
+        yield return CapFiltCommands.Build();
+        yield return CapFiltCommands.BuildExperiment();
     }
 }
