@@ -18,6 +18,7 @@ public static class BenchModels
         yield return new BenchCase("vit_b16_forward_b1", "12 pre-norm ViT-B layers (768, 12 heads, MLP 3072, GELU), T197, batch 1, no-grad", o => Vit(o, 1));
         yield return new BenchCase("vit_b16_forward_b8", "as vit_b16_forward_b1 at batch 8", o => Vit(o, 8));
         yield return new BenchCase("train_step_6l_b8", "6 ViT-B layers, batch 8: forward + backward of mean(y²) + AdamW step", Train);
+yield return new BenchCase("train_gemms_b8", "the GEMMs of one Linear's forward and backward at batch 8 (y = x·Wᵀ, dx = g·W, dW = gᵀ·x), interleaved; GFLOP/s", TrainGemms);
         yield return new BenchCase("vit_parts_b8", "one ViT-B layer's pieces at batch 8, no-grad (profiling aid; ms per piece, interleaved)", VitParts);
     }
 
@@ -54,12 +55,21 @@ public static class BenchModels
             var h = _ln1.Forward(x);
             var qkv = _qkv.Forward(h);                                              // (B, T, 3D)
             Free(h);
-            Tensor Split(int i) => qkv.Narrow(-1, i * _d, _d).Reshape(b, t, _heads, hd).Permute(0, 2, 1, 3); // (B, H, T, hd)
-            var ctx = F.ScaledDotProductAttention(Split(0), Split(1), Split(2));  // (B, H, T, hd), stored heads-last
-            Free(qkv);
-            var merged = ctx.Permute(0, 2, 1, 3).Reshape(b, t, _d);
+            Tensor Split(int i) // (B, H, T, hd) view of qkv; the views in between are let go so qkv's buffer can be recycled
+            {
+                var n = qkv.Narrow(-1, i * _d, _d);
+                var r = n.Reshape(b, t, _heads, hd);
+                var p = r.Permute(0, 2, 1, 3);
+                Free(n); Free(r);
+                return p;
+            }
+            Tensor q = Split(0), k = Split(1), v = Split(2);
+            var ctx = F.ScaledDotProductAttention(q, k, v);                          // (B, H, T, hd), stored heads-last
+            Free(q); Free(k); Free(v); Free(qkv);
+            var perm = ctx.Permute(0, 2, 1, 3);
+            var merged = perm.Reshape(b, t, _d);
             var a = _proj.Forward(merged);
-            Free(merged); Free(ctx);
+            Free(merged); Free(perm); Free(ctx);
             var r = x.Add(a);
             Free(a);
             var h2 = _ln2.Forward(r);
@@ -73,11 +83,9 @@ public static class BenchModels
         }
     }
 
-    /// <summary>Returns an intermediate's buffer to the pool in no-grad inference (the graph keeps it otherwise).</summary>
-    private static void Free(Tensor t)
-    {
-        if (!Vlm.Core.Autograd.GradMode.IsEnabled) t.Dispose();
-    }
+    /// <summary>Lets go of an intermediate: in no-grad inference its buffer goes back to the pool at once; when
+    /// recording, the graph keeps what backward reads and the buffer is recycled after that node's backward.</summary>
+    private static void Free(Tensor t) => t.Dispose();
 
     public static (VitLayer[] layers, ParameterStore store) BuildEncoder(int layers, ulong seed = 0)
     {
@@ -142,6 +150,31 @@ public static class BenchModels
             yield return new BenchResult("vit_parts_b8", "vlm", parts[i].name, Cores, 0, ms[i], Bench.PeakMb());
     }
 
+    private static IEnumerable<BenchResult> TrainGemms(BenchOptions o)
+    {
+        const int rows = 8 * 197;
+        var rng = new Rng(3);
+        foreach (var (inF, outF) in new[] { (768, 3072), (3072, 768), (768, 2304) })
+        {
+            var x = Tensor.Randn([rows, inF], rng).ToArray();
+            var w = Tensor.Randn([outF, inF], rng).ToArray();
+            var g = Tensor.Randn([rows, outF], rng).ToArray();
+            var y = new float[rows * outF];
+            var dx = new float[rows * inF];
+            var dw = new float[outF * inF];
+            var runs = new (string name, Action run)[]
+            {
+                ("fwd y=x.Wt", () => Vlm.Core.Kernels.Gemm.Sgemm(false, true, rows, outF, inF, 1f, x, inF, w, inF, 0f, y, outF)),
+                ("bwd dx=g.W", () => Vlm.Core.Kernels.Gemm.Sgemm(false, false, rows, inF, outF, 1f, g, outF, w, inF, 0f, dx, inF)),
+                ("bwd dW=gt.x", () => Vlm.Core.Kernels.Gemm.Sgemm(true, false, outF, inF, rows, 1f, g, outF, x, inF, 0f, dw, inF)),
+            };
+            var ms = Bench.MedianMsInterleaved(runs.Select(r => r.run).ToList(), o.Reps);
+            double flop = 2.0 * rows * inF * outF;
+            for (int i = 0; i < runs.Length; i++)
+                yield return new BenchResult("train_gemms_b8", runs[i].name, $"{inF}->{outF}", Cores, flop / ms[i] / 1e6, ms[i], Bench.PeakMb());
+        }
+    }
+
     private static IEnumerable<BenchResult> Train(BenchOptions o)
     {
         var (layers, store) = BuildEncoder(6);
@@ -159,6 +192,30 @@ public static class BenchModels
         {
             var y = RunEncoder(layers, x);
             y.Square().Mean();
+        }
+        if (Vlm.Core.Autograd.Profiler.Enabled)
+        {
+            // Profile tables are printed by each backward; time the optimizer step separately.
+            for (int r = 0; r < Math.Max(2, o.Reps); r++)
+            {
+                opt.ZeroGrad();
+                Vlm.Core.Autograd.Profiler.MarkForwardStart();
+                using var proc = System.Diagnostics.Process.GetCurrentProcess();
+                double Cpu() { proc.Refresh(); return proc.TotalProcessorTime.TotalMilliseconds; }
+                double Sys() { proc.Refresh(); return proc.PrivilegedProcessorTime.TotalMilliseconds; }
+                int gc0 = GC.CollectionCount(2);
+                double c0 = Cpu(), s0 = Sys();
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                var y = RunEncoder(layers, x);
+                var loss = y.Square().Mean();
+                var tf = sw.Elapsed.TotalMilliseconds; double c1 = Cpu(), s1 = Sys();
+                loss.Backward();
+                var tb = sw.Elapsed.TotalMilliseconds; double c2 = Cpu(), s2 = Sys();
+                opt.Step();
+                double c3 = Cpu(), s3 = Sys();
+                Console.Error.WriteLine($"VLM_PROFILE step: wall forward {tf:F0} ms, backward {tb - tf:F0} ms, optimizer {sw.Elapsed.TotalMilliseconds - tb:F0} ms; " +
+                    $"cpu (user+sys / sys) forward {c1 - c0:F0}/{s1 - s0:F0}, backward {c2 - c1:F0}/{s2 - s1:F0}, optimizer {c3 - c2:F0}/{s3 - s2:F0} ms; gen2 GCs {GC.CollectionCount(2) - gc0}; peak {Bench.PeakMb():F0} MB");
+            }
         }
         // Interleaved with the forward that records the graph (same load), to split the step's time.
         var ms = Bench.MedianMsInterleaved([Step, ForwardOnly], Math.Max(3, o.Reps / 2));

@@ -15,8 +15,13 @@ public static partial class Commands
         foreach (var c in ModelCommands.All()) yield return c;
         yield return IndexCommands.Build();
         yield return Caption.Build();
-        yield return Experiment.Build();
         yield return Serve.Build();
         foreach (var c in TrainCommands.All()) yield return c;
+        yield return BlipPretrain.Build();
+        yield return CapFiltCommands.Build();
+        // One `experiment` command for every experiment (capfilt, bridges).
+        var experiment = CapFiltCommands.BuildExperiment();
+        experiment.Subcommands.Add(Experiment.BuildBridges());
+        yield return experiment;
     }
 }

@@ -11,9 +11,9 @@ namespace Vlm.Cli;
 /// t-interval over seeds of VQA accuracy, ITM hard-negative accuracy and R@1 both ways.</summary>
 public static class Experiment
 {
-    public static Command Build()
+    /// <summary>The `bridges` subcommand (registered under `experiment` in Commands.All).</summary>
+    public static Command BuildBridges()
     {
-        var cmd = new Command("experiment", "Multi-seed experiments on the synthetic world");
         var bridges = new Command("bridges", "BridgeTower (add / scaled_add / interpolate bridges) vs METER at equal size, from shared uni-modal towers");
         var seeds = new Option<int>("--seeds") { Description = "Seeds (each: one uni-modal pre-training, then the four variants)", DefaultValueFactory = _ => 3 };
         var firstSeed = new Option<ulong>("--first-seed") { Description = "First seed (then +1, +2, …)", DefaultValueFactory = _ => 0 };
@@ -30,8 +30,7 @@ public static class Experiment
             var scale = BridgesAblation.Scaled(BridgesAblation.DefaultScale(0), k);
             return RunBridges(scale, n, pr.GetValue(firstSeed), pr.GetValue(outDir)!, pr.GetValue(json), Console.Out, Console.Error);
         });
-        cmd.Subcommands.Add(bridges);
-        return cmd;
+        return bridges;
     }
 
     public static int RunBridges(WorldRunOptions scale, int seeds, ulong firstSeed, string outDir, bool json, TextWriter stdout, TextWriter progress)

@@ -4,9 +4,11 @@ namespace Vlm.Core;
 
 /// <summary>
 /// A flat buffer shared by every view of it. Exactly one of the typed arrays is set.
-/// Float buffers come from <see cref="BufferPool"/> and go back to it when the last tensor
-/// holding them is disposed; a storage that autograd saved for backward is pinned (never
-/// returned) so a disposed activation can never be overwritten while a graph still needs it.
+/// Float buffers come from <see cref="BufferPool"/> and go back to it when the last holder lets go: every tensor
+/// viewing the storage holds one reference, and each recorded autograd node holds one on the storages it reads in
+/// backward (its inputs, its output and what it saved), released when that node's backward has run. So a disposed
+/// activation is never overwritten while a graph still needs it, and once both the user's tensors and the graph are
+/// done with it, its buffer is reused (a training step's activations feed the next step's forward).
 /// </summary>
 public sealed class Storage
 {
@@ -18,7 +20,10 @@ public sealed class Storage
     public byte[]? U8 { get; }
 
     private int _refs = 1;
+    /// <summary>Wraps a caller's array: never handed to the pool.</summary>
     private volatile bool _pinned;
+    /// <summary>Autograd saved it for a backward rule: the engine never updates it in place.</summary>
+    private volatile bool _saved;
 
     private Storage(DType dtype, int length, float[]? f, long[]? l, int[]? i, byte[]? b)
     {
@@ -45,8 +50,20 @@ public sealed class Storage
 
     internal void Retain() => Interlocked.Increment(ref _refs);
 
-    /// <summary>Autograd keeps this buffer for backward: never hand it back to the pool.</summary>
-    internal void Pin() => _pinned = true;
+    /// <summary>Exactly one live tensor holds this buffer and autograd has not saved it: the holder may update it in
+    /// place without anyone else seeing the change (every tensor sharing a storage retains it, see Tensor.View).</summary>
+    internal bool IsExclusive => Volatile.Read(ref _refs) == 1 && !_pinned && !_saved && F32 != null;
+
+    /// <summary>An autograd node holds this buffer until its backward has run (a reference of its own, released by
+    /// <see cref="Release"/>); from then on the engine never updates it in place.</summary>
+    internal void RetainForBackward()
+    {
+        _saved = true;
+        Retain();
+    }
+
+    /// <summary>The float buffer went back to the pool (every holder released it).</summary>
+    internal bool IsFreed => DType == DType.Float32 && F32 is null;
 
     internal void Release()
     {

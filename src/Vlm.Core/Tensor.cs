@@ -261,16 +261,21 @@ public sealed partial class Tensor : IDisposable
     /// <summary>A view sharing this tensor's storage.</summary>
     internal Tensor View(int[] shape, int[] strides, int offset) => new(Storage, shape, strides, offset, retain: true);
 
-    /// <summary>Hands the buffer back to the pool once no other view holds it (no-op while autograd needs it).</summary>
+    /// <summary>Lets go of this tensor's hold on its buffer, which goes back to the pool once no other view and no
+    /// recorded autograd node holds it (nodes hold what their backward reads until it has run, so disposing an
+    /// activation of a graph in training is safe and lets backward recycle it). A no-op on leaves that require grad
+    /// (parameters). Do not use the tensor afterwards.</summary>
     public void Dispose()
     {
+        if (GradFn == null && RequiresGrad) return;
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        if (GradFn != null || RequiresGrad) return;
         Storage.Release();
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    internal void PinForBackward() => Storage.Pin();
+    /// <summary>This tensor is the only holder of its whole, unsaved float buffer (contiguous, from offset 0, not
+    /// disposed): the autograd engine may accumulate into it or hand it over as a leaf's .Grad.</summary>
+    internal bool OwnsBufferExclusively =>
+        _disposed == 0 && IsContiguous && Offset == 0 && Storage.DType == DType.Float32 && Storage.Length == Numel && Storage.IsExclusive;
 
     public override string ToString()
     {

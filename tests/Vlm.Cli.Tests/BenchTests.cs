@@ -64,7 +64,7 @@ public class BenchModelsTests
     [Fact]
     public void Registry_HasTheModelBenchmarksTorchBenchNames()
     {
-        foreach (var n in new[] { "vit_b16_forward_b1", "vit_b16_forward_b8", "train_step_6l_b8", "bridgetower_base_forward_b1", "bridgetower_base_forward_b8" })
+        foreach (var n in new[] { "vit_b16_forward_b1", "vit_b16_forward_b8", "train_step_6l_b8", "bridgetower_base_forward_b1", "bridgetower_base_forward_b8", "blip_base_caption_b1" })
             Assert.Contains(Bench.Cases, c => c.Name == n);
     }
 
@@ -83,5 +83,31 @@ public class BenchModelsTests
         Assert.Equal(withGraph, noGrad);
         Assert.True(store.Unique().Count() == 2 * 12);       // 2 LayerNorms × 2 + 4 Linears × 2 per layer
         Assert.Equal(768 * 5 * 2, withGraph.Length);
+    }
+
+    [Fact]
+    public void TrainingEncoder_WhichDisposesActivations_GivesTheSameGradientsWhenBuffersAreRecycled()
+    {
+        // The layer disposes its activations while recording; backward recycles them. A second step, whose buffers
+        // come from the pool the first step refilled (with junk written over them in between), must give the
+        // identical loss and gradients.
+        var (layers, store) = BenchModels.BuildEncoder(2);
+        var ps = store.Unique().ToList();
+        foreach (var (_, p) in ps) p.RequireGrad();
+        var x = Vlm.Core.Tensor.Randn([2, 5, 768], new Vlm.Core.Rng(4));
+        (float loss, float[][] grads) Step()
+        {
+            foreach (var (_, p) in ps) p.Grad = null;
+            var loss = BenchModels.RunEncoder(layers, x).Square().Mean();
+            loss.Backward();
+            return (loss.Item(), ps.Select(kv => kv.Value.Grad!.ToArray()).ToArray());
+        }
+        var first = Step();
+        using (Vlm.Core.Tensor.NoGrad())
+            for (int i = 0; i < 4; i++) BenchModels.RunEncoder(layers, x.Mul(7f)).Dispose();
+        var second = Step();
+        Assert.Equal(first.loss, second.loss);
+        for (int i = 0; i < first.grads.Length; i++) Assert.Equal(first.grads[i], second.grads[i]);
+        Assert.Contains(first.grads, g => g.Any(v => v != 0f));
     }
 }

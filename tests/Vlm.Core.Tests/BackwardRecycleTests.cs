@@ -62,4 +62,118 @@ public class BackwardRecycleTests
         x.Add(x.Square()).Backward(g);
         Assert.Equal(first, x.Grad!.ToArray());
     }
+
+    [Fact]
+    public void NarrowSlicesSummedInPlaceMatchAnalyticGradients()
+    {
+        // Packed-QKV pattern: three narrows of one tensor; the second and third add into the first's buffer.
+        var rng = new Rng(31);
+        var x = Tensor.Randn([4, 96, 48], rng);   // 18432 floats: pooled sizes
+        x.RequiresGrad = true;
+        var xs = x.ToArray();
+        for (int round = 0; round < 2; round++)
+        {
+            x.Grad = null;
+            var q = x.Narrow(-1, 0, 16); var k = x.Narrow(-1, 16, 16); var v = x.Narrow(-1, 32, 16);
+            var w = x.Narrow(-1, 8, 16);              // overlaps q and k
+            q.Mul(2f).Add(k.Square()).Add(v.Tanh()).Add(w.Mul(3f)).Sum().Backward();
+            var gx = x.Grad!.ToArray();
+            for (int i = 0; i < xs.Length; i++)
+            {
+                int c = i % 48;
+                float e = 0;
+                if (c < 16) e += 2;
+                if (c >= 16 && c < 32) e += 2 * xs[i];
+                if (c >= 32) { float t = MathF.Tanh(xs[i]); e += 1 - t * t; }
+                if (c >= 8 && c < 24) e += 3;
+                Assert.Equal(e, gx[i], 1e-5f);
+            }
+        }
+        GradCheck.Check(t => t[0].Narrow(1, 0, 3).Mul(t[0].Narrow(1, 3, 3)).Add(t[0].Narrow(1, 1, 3).Exp()), [Tensor.Randn([5, 6], rng)]);
+    }
+
+    [Fact]
+    public void AdoptedLeafGradientsAreDistinctAndAccumulate()
+    {
+        // add hands one gradient object to both leaves: at most one may take it over as .Grad, the other copies.
+        var rng = new Rng(32);
+        var a = Tensor.Randn([64, 80], rng); var b = Tensor.Randn([64, 80], rng);
+        a.RequiresGrad = true; b.RequiresGrad = true;
+        a.Add(b).Mul(3f).Sum().Backward();
+        Assert.NotSame(a.Grad, b.Grad);
+        Assert.NotSame(a.Grad!.Storage, b.Grad!.Storage);
+        Assert.All(a.Grad.ToArray(), v => Assert.Equal(3f, v));
+        Assert.All(b.Grad.ToArray(), v => Assert.Equal(3f, v));
+        // A second backward accumulates into the adopted buffers.
+        a.Mul(2f).Add(b).Sum().Backward();
+        Assert.All(a.Grad.ToArray(), v => Assert.Equal(5f, v));
+        Assert.All(b.Grad.ToArray(), v => Assert.Equal(4f, v));
+    }
+
+    [Fact]
+    public void InPlaceSumsKeepFanOutGradientsExact()
+    {
+        // x feeds a chain whose gradients reach it several times, with a shared gradient object from add in between.
+        var rng = new Rng(33);
+        GradCheck.Check(t =>
+        {
+            var h = t[0].Mul(t[1]);
+            var s = h.Add(t[0]);                         // add: one gradient object to h and x
+            var r = s.Add(h.Tanh()).Add(t[0].Square());  // x reached again, h again
+            return r.Add(r.Narrow(1, 0, 4).Sum(1, keepDim: true)).Sum(0);
+        }, [Tensor.Randn([6, 8], rng), Tensor.Randn([6, 8], rng)]);
+    }
+
+    [Fact]
+    public void DisposedActivationsStayValidUntilTheirBackwardRan()
+    {
+        // The graph holds what backward reads: disposing activations right after the forward (as layers do to free
+        // memory) must not let the pool hand their buffers out before backward, whatever is allocated meanwhile.
+        var rng = new Rng(41);
+        var x = Tensor.Randn([64, 80], rng);
+        x.RequiresGrad = true;
+        var a = x.Tanh();
+        var b = a.Mul(a);
+        var c = b.Narrow(1, 0, 40);
+        a.Dispose(); b.Dispose();
+        for (int i = 0; i < 8; i++) Tensor.Full([64, 80], 1e6f).Dispose(); // would reuse a freed buffer
+        var junk = Enumerable.Range(0, 4).Select(_ => Tensor.Full([64, 80], -3f)).ToList();
+        c.Sum().Backward();
+        var xs = x.ToArray(); var gx = x.Grad!.ToArray();
+        for (int i = 0; i < xs.Length; i++)
+        {
+            float t = MathF.Tanh(xs[i]);
+            Assert.Equal(i % 80 < 40 ? 2 * t * (1 - t * t) : 0f, gx[i], 1e-5f);
+        }
+        GC.KeepAlive(junk);
+    }
+
+    [Fact]
+    public void BackwardRecyclesDisposedActivationsAndRefusesASecondPass()
+    {
+        var x = Tensor.Randn([64, 80], new Rng(42));
+        x.RequiresGrad = true;
+        var a = x.Exp();
+        var kept = x.Sigmoid();
+        var loss = a.Add(kept).Sum();
+        a.Dispose();
+        Assert.False(a.Storage.IsFreed);          // the graph still holds it
+        loss.Backward();
+        Assert.True(a.Storage.IsFreed);           // back in the pool once exp's backward ran
+        Assert.False(kept.Storage.IsFreed);       // the caller still holds this one
+        var ex = Assert.Throws<InvalidOperationException>(() => loss.Backward());
+        Assert.Contains("second time", ex.Message);
+    }
+
+    [Fact]
+    public void SecondBackwardOverKeptTensorsAccumulates()
+    {
+        var x = Tensor.Randn([64, 80], new Rng(43));
+        x.RequiresGrad = true;
+        var loss = x.Exp().Sum();
+        loss.Backward();
+        loss.Backward();                          // nothing was disposed: the saved tensors are intact
+        var xs = x.ToArray(); var gx = x.Grad!.ToArray();
+        for (int i = 0; i < xs.Length; i++) Assert.Equal(2 * MathF.Exp(xs[i]), gx[i], 1e-4f * MathF.Exp(xs[i]));
+    }
 }

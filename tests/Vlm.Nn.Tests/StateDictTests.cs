@@ -100,4 +100,28 @@ public class StateDictTests : IDisposable
         Assert.Contains("trunc.safetensors", ex.Message);
         Assert.ThrowsAny<IOException>(() => Model(1).Load(Path.Combine(_dir, "absent.safetensors")));
     }
+
+    [Fact]
+    public void ShareParametersReusesTensorsInsideTheScopeOnly()
+    {
+        var vb = VarBuilder.Init(new Rng(1));
+        var a = new Linear(3, 4, vb["enc"]);
+        var store = vb.Store;
+        Linear b;
+        using (vb.ShareParameters(n => n == "dec.weight" ? store["enc.weight"] : null))
+            b = new Linear(3, 4, vb["dec"]);
+        var c = new Linear(3, 4, vb["other"]);
+        var s = vb.Finish();
+        Assert.Same(s["enc.weight"], s["dec.weight"]);
+        Assert.NotSame(s["enc.bias"], s["dec.bias"]);
+        Assert.NotSame(s["enc.weight"], s["other.weight"]);
+        Assert.Equal(5, s.Unique().Count());                 // enc w/b, dec b, other w/b
+        Assert.Equal(6, s.Count);
+        var y = b.Forward(Tensor.Ones(1, 3));
+        y.Sum().Backward();
+        Assert.NotNull(s["enc.weight"].Grad);                // gradients reach the shared tensor
+        _ = a; _ = c;
+        using (vb.ShareParameters(_ => Tensor.Zeros(2, 2)))
+            Assert.Throws<InvalidOperationException>(() => new Linear(3, 4, vb["bad"]));
+    }
 }

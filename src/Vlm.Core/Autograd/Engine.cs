@@ -18,6 +18,7 @@ public static class Engine
         else if (!ShapeUtil.SameShape(gradient.Shape, root.Shape))
             throw new ArgumentException($"gradient shape {gradient.ShapeString} does not match tensor shape {root.ShapeString}");
 
+        long t0 = Profiler.Enabled ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
         var order = TopologicalOrder(root);
         var grads = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance) { [root] = gradient };
         // How many pending entries of `grads` hold each gradient object (one object can be handed to several inputs,
@@ -37,11 +38,27 @@ public static class Engine
             var node = t.GradFn;
             if (node is null)
             {
-                Accumulate(t, g);
+                long ta = Profiler.Enabled ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
+                if (Accumulate(t, g, holders, gradient)) done.Clear(); // g became t.Grad: keep it
+                if (Profiler.Enabled) Profiler.AddBackward("accumulate_grad(leaf)", System.Diagnostics.Stopwatch.GetTimestamp() - ta);
                 DisposeUnheld(done, holders, gradient);
                 continue;
             }
+            node.ThrowIfFreed();
+            long tn = Profiler.Enabled ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
+            // A single-input node that can add its input's gradient into an existing one (narrow: into the slice) does
+            // so when the pending gradient is ours alone, instead of materialising a full-size gradient to sum.
+            if (node.BackwardInto is { } into && node.Inputs.Length == 1 && node.Inputs[0].RequiresGrad
+                && grads.TryGetValue(node.Inputs[0], out var acc) && CanUpdateInPlace(acc, holders, gradient, g, null))
+            {
+                into(g, acc);
+                node.ReleaseHeld();
+                DisposeUnheld(done, holders, gradient);
+                if (Profiler.Enabled) Profiler.AddBackward(node.Name + "(into)", System.Diagnostics.Stopwatch.GetTimestamp() - tn);
+                continue;
+            }
             var inGrads = node.BackwardFn(g);
+            node.ReleaseHeld();
             if (inGrads.Length != node.Inputs.Length)
                 throw new InvalidOperationException($"{node} returned {inGrads.Length} gradients for {node.Inputs.Length} inputs");
             for (int k = 0; k < inGrads.Length; k++)
@@ -53,6 +70,13 @@ public static class Engine
                     throw new InvalidOperationException($"{node} produced gradient {ig.ShapeString} for input {k} of shape {input.ShapeString}");
                 if (grads.TryGetValue(input, out var prev))
                 {
+                    if (CanUpdateInPlace(prev, holders, gradient, g, inGrads) && !SameBuffer(prev, ig))
+                    {
+                        // prev is a buffer only this entry holds: sum into it (same float additions as prev.Add(ig)).
+                        prev.AddInPlace(ig);
+                        done.Add(ig);
+                        continue;
+                    }
                     var sum = prev.Add(ig);
                     Release(holders, prev);
                     done.Add(prev); done.Add(ig);
@@ -66,7 +90,9 @@ public static class Engine
                 }
             }
             DisposeUnheld(done, holders, gradient);
+            if (Profiler.Enabled) Profiler.AddBackward(node.Name, System.Diagnostics.Stopwatch.GetTimestamp() - tn);
         }
+        if (Profiler.Enabled) Profiler.Report(System.Diagnostics.Stopwatch.GetTimestamp() - t0);
     }
 
     private static void Hold(Dictionary<Tensor, int> holders, Tensor g) =>
@@ -86,17 +112,39 @@ public static class Engine
             if (!ReferenceEquals(c, callerGradient) && !holders.ContainsKey(c)) c.Dispose();
     }
 
-    private static void Accumulate(Tensor leaf, Tensor g)
+    /// <summary>May the engine add into <paramref name="t"/>, a pending gradient? Only when the buffer is held by this
+    /// one tensor and one pending entry, is not the caller's gradient, and is not the gradient being propagated or one
+    /// the current node returned (add's backward hands the same object to several inputs).</summary>
+    private static bool CanUpdateInPlace(Tensor t, Dictionary<Tensor, int> holders, Tensor callerGradient, Tensor current, Tensor?[]? returned)
+    {
+        if (!Recycle || ReferenceEquals(t, callerGradient) || ReferenceEquals(t, current)) return false;
+        if (!holders.TryGetValue(t, out var c) || c != 1 || !t.OwnsBufferExclusively) return false;
+        if (returned != null) foreach (var r in returned) if (ReferenceEquals(r, t)) return false;
+        return true;
+    }
+
+    private static bool SameBuffer(Tensor a, Tensor b) => ReferenceEquals(a.Storage, b.Storage);
+
+    /// <summary>Adds g to leaf.Grad; returns true when g itself became leaf.Grad (the caller must not dispose it).</summary>
+    private static bool Accumulate(Tensor leaf, Tensor g, Dictionary<Tensor, int> holders, Tensor callerGradient)
     {
         if (leaf.Grad is null)
         {
-            // Own the buffer: g may be a view of something else or shared between leaves.
+            // A gradient only the engine holds becomes .Grad as it is; otherwise own a copy (g may be a view of
+            // something else, shared between leaves, or the caller's tensor).
+            if (Recycle && !ReferenceEquals(g, callerGradient) && !holders.ContainsKey(g) && g.GradFn is null && !g.RequiresGrad
+                && g.OwnsBufferExclusively)
+            {
+                leaf.Grad = g;
+                return true;
+            }
             leaf.Grad = g.Clone();
         }
         else
         {
             leaf.Grad.AddInPlace(g);
         }
+        return false;
     }
 
     private static List<Tensor> TopologicalOrder(Tensor root)

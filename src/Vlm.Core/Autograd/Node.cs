@@ -21,7 +21,35 @@ public sealed class Node
         BackwardFn = backward;
     }
 
+    /// <summary>Optional for single-input nodes: adds this node's input gradient for output gradient g into acc, an
+    /// existing gradient of the input that the engine owns alone (narrow adds g into acc's slice). Must give the same
+    /// values as acc + BackwardFn(g)[0].</summary>
+    public Action<Tensor, Tensor>? BackwardInto { get; init; }
+
     public bool NeedsGrad(int input) => Inputs[input].RequiresGrad;
+
+    /// <summary>Storages this node holds a reference on until its backward has run (inputs, output, saved tensors).</summary>
+    private Storage[] _held = [];
+    private int _released;
+
+    internal void Hold(Storage[] held) => _held = held;
+
+    /// <summary>Called by the engine once this node's backward has run: its buffers may go back to the pool when no
+    /// tensor holds them either. A graph whose buffers were reused cannot be back-propagated again (checked by
+    /// <see cref="ThrowIfFreed"/>).</summary>
+    internal void ReleaseHeld()
+    {
+        if (Interlocked.Exchange(ref _released, 1) != 0) return;
+        foreach (var s in _held) s.Release();
+    }
+
+    internal void ThrowIfFreed()
+    {
+        if (_released == 0) return;
+        foreach (var s in _held)
+            if (s.IsFreed)
+                throw new InvalidOperationException($"{this}: backward through this graph a second time, but a tensor it saved was disposed and its buffer reused after the first backward. Keep (do not Dispose) the graph's tensors, or run the forward again.");
+    }
 
     public override string ToString() => $"{Name}Backward";
 }
@@ -41,20 +69,43 @@ public static class Recorder
 
     /// <summary>Attaches <paramref name="backward"/> to <paramref name="output"/> when any input requires grad.
     /// Inputs (and anything the closure captured) stay alive with the graph; their buffers are pinned.</summary>
-    public static Tensor Record(Tensor output, string name, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
+    /// <summary>Tensors saved on this thread by <see cref="Save"/> for the node the next <see cref="Record"/> creates.</summary>
+    [ThreadStatic] private static List<Storage>? _pendingSaved;
+
+    /// <summary>Attaches <paramref name="backward"/> to <paramref name="output"/> when any input requires grad.
+    /// The node holds a reference on the buffers of its inputs, its output and the tensors saved with
+    /// <see cref="Save"/> just before, until its backward has run: callers may Dispose those tensors meanwhile.
+    /// Anything else a backward closure reads must be created by the op itself (never handed to the caller).</summary>
+    public static Tensor Record(Tensor output, string name, Tensor[] inputs, Func<Tensor, Tensor?[]> backward,
+        Action<Tensor, Tensor>? backwardInto = null)
     {
-        if (!ShouldRecord(inputs)) return output;
-        foreach (var t in inputs) t.PinForBackward();
-        output.GradFn = new Node(name, inputs, backward);
+        var saved = _pendingSaved;
+        if (!ShouldRecord(inputs))
+        {
+            if (saved is { Count: > 0 }) { foreach (var s in saved) s.Release(); saved.Clear(); }
+            return output;
+        }
+        if (Profiler.Enabled) Profiler.OnRecord(name);
+        var held = new Storage[inputs.Length + 1 + (saved?.Count ?? 0)];
+        int n = 0;
+        foreach (var t in inputs) { t.Storage.RetainForBackward(); held[n++] = t.Storage; }
+        output.Storage.RetainForBackward(); held[n++] = output.Storage;
+        if (saved != null) { foreach (var s in saved) held[n++] = s; saved.Clear(); }
+        var node = new Node(name, inputs, backward) { BackwardInto = backwardInto };
+        node.Hold(held);
+        output.GradFn = node;
         output.RequiresGrad = true;
         return output;
     }
 
-    /// <summary>Pins a tensor captured by a backward closure that is not one of the op's inputs
-    /// (an op's own output, cached statistics).</summary>
+    /// <summary>Keeps a tensor a backward closure reads that is not one of the op's inputs or its output (cached
+    /// statistics, contiguous copies) for the node the next <see cref="Record"/> on this thread creates.
+    /// Call only when the op records (<see cref="ShouldRecord(Tensor[])"/>).</summary>
     public static Tensor Save(Tensor t)
     {
-        t.PinForBackward();
+        if (!GradMode.IsEnabled) return t;
+        t.Storage.RetainForBackward();
+        (_pendingSaved ??= new List<Storage>()).Add(t.Storage);
         return t;
     }
 }

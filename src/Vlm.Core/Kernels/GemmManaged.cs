@@ -90,7 +90,7 @@ public static unsafe class GemmManaged
             {
                 // op(A) = Aᵀ: A is stored K×M. Transpose once to M×K so the kernel can read rows in place.
                 aT = ArrayPool<float>.Shared.Rent(m * k);
-                TransposeInto(a, lda, k, m, aT);
+                TransposeInto(a, lda, k, m, aT, maxThreads > 1);
                 a = aT.AsSpan(0, m * k);
                 lda = k;
             }
@@ -599,9 +599,41 @@ public static unsafe class GemmManaged
     }
 
     /// <summary>dst (cols × rows, row-major) = srcᵀ where src is rows × cols with row stride ld.</summary>
-    private static void TransposeInto(ReadOnlySpan<float> src, int ld, int rows, int cols, float[] dst)
+    /// <summary>dst (cols × rows, row-major) = srcᵀ for src rows × cols with row stride ld. Strips of 8 source rows
+    /// go through the 8×8 AVX register transpose; large matrices split their column chunks over two threads.</summary>
+    internal static void TransposeInto(ReadOnlySpan<float> src, int ld, int rows, int cols, float[] dst, bool parallel = true)
     {
-        // 32×32 blocks keep both the read and the write side in L1.
+        if (!Avx.IsSupported || rows < 8) { TransposeNaive(src, ld, rows, cols, dst); return; }
+        // 128-column chunks: the 8-row strips of one chunk write 128 destination rows, whose lines stay in L1/L2
+        // until the next strip fills their other half.
+        const int CW = 128;
+        int chunks = (cols + CW - 1) / CW;
+        int workers = parallel && (long)rows * cols >= (1 << 20) && chunks >= 2 ? Math.Min(2, Environment.ProcessorCount) : 1;
+        fixed (float* ps = src)
+        fixed (float* pd = dst)
+        {
+            nint sp = (nint)ps, dp = (nint)pd;
+            void Run(int ch0, int ch1)
+            {
+                float* s = (float*)sp, d = (float*)dp;
+                for (int ch = ch0; ch < ch1; ch++)
+                {
+                    int c0 = ch * CW, cw = Math.Min(CW, cols - c0);
+                    int r = 0;
+                    for (; r + 8 <= rows; r += 8)
+                        PackTransposed8(s + (nint)r * ld + c0, ld, cw, d + (nint)c0 * rows + r, rows);
+                    for (; r < rows; r++)
+                        for (int c = c0; c < c0 + cw; c++) d[(nint)c * rows + r] = s[(nint)r * ld + c];
+                }
+            }
+            if (workers == 1) Run(0, chunks);
+            else Parallel.For(0, workers, w => Run(chunks * w / workers, chunks * (w + 1) / workers));
+        }
+    }
+
+    /// <summary>Reference for <see cref="TransposeInto"/>: 32×32 blocks, one element at a time.</summary>
+    internal static void TransposeNaive(ReadOnlySpan<float> src, int ld, int rows, int cols, float[] dst)
+    {
         const int T = 32;
         for (int r0 = 0; r0 < rows; r0 += T)
         {

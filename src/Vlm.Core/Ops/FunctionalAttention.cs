@@ -146,6 +146,12 @@ public static partial class F
         if (!record) return (output, probsOut);
         Recorder.Save(qc); Recorder.Save(kc); Recorder.Save(vc); Recorder.Save(probs!);
         float[] pdata = probs!.Data;
+        // The node now holds what it saved: drop this op's own holds on private copies so their buffers are recycled
+        // once the backward has run (the closure reads them through the layouts' arrays).
+        if (!ReferenceEquals(probsOut, probs)) probs.Dispose();
+        if (!ReferenceEquals(qc, q)) qc.Dispose();
+        if (!ReferenceEquals(kc, k)) kc.Dispose();
+        if (!ReferenceEquals(vc, v)) vc.Dispose();
         Recorder.Record(output, "scaled_dot_product_attention", inputs, g =>
         {
             // g usually arrives as the (B, H, Tq, Dv) view of a contiguous (B, Tq, H·Dv) gradient: read it in place.

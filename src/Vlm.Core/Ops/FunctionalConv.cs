@@ -71,39 +71,45 @@ public static partial class F
             var dx = nx ? Tensor.NewResult([N, C, H, W], zero: true) : null;
             var dw = nw ? new float[O * K] : null;
             var db = nb ? new float[O] : null;
-            var gate = new object();
-            Parallel.For(0, N, new ParallelOptions { MaxDegreeOfParallelism = inner ? 1 : -1 },
-                () => (col: new float[PB * K], dwl: nw ? new float[O * K] : null, dbl: nb ? new float[O] : null),
-                (n, _, s) =>
+            // Samples are split into a fixed number of contiguous chunks, each accumulated by one worker into its own
+            // buffers, and the chunks summed in order: the weight/bias gradients do not depend on thread scheduling
+            // (thread-local accumulators merged as workers finish made seeded training runs differ bit-wise).
+            int chunks = inner ? 1 : Math.Min(N, Environment.ProcessorCount);
+            var dwc = new float[chunks][]; var dbc = new float[chunks][];
+            Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = inner ? 1 : -1 }, ci =>
+            {
+                var col = new float[PB * K];
+                var dwl = nw ? new float[O * K] : null;
+                var dbl = nb ? new float[O] : null;
+                int n0 = (int)((long)N * ci / chunks), n1 = (int)((long)N * (ci + 1) / chunks);
+                for (int n = n0; n < n1; n++)
                 {
                     var gn = gd.AsSpan(go + n * O * P, O * P);
-                    if (s.dbl != null) for (int o = 0; o < O; o++) s.dbl[o] += TensorPrimitives.Sum(gn.Slice(o * P, P));
+                    if (dbl != null) for (int o = 0; o < O; o++) dbl[o] += TensorPrimitives.Sum(gn.Slice(o * P, P));
                     for (int p0 = 0; p0 < P; p0 += PB)
                     {
                         int pb = Math.Min(PB, P - p0);
-                        if (s.dwl != null)
+                        if (dwl != null)
                         {
                             // dW += g_n[:, block] (O, pb) · colᵀ (pb, K)
-                            g.Im2Col(xd.AsSpan(xo + n * C * H * W, C * H * W), s.col, p0, pb);
-                            Gemm.Sgemm(false, false, O, K, pb, 1f, gn[p0..], P, s.col, K, 1f, s.dwl, K, parallel: inner);
+                            g.Im2Col(xd.AsSpan(xo + n * C * H * W, C * H * W), col, p0, pb);
+                            Gemm.Sgemm(false, false, O, K, pb, 1f, gn[p0..], P, col, K, 1f, dwl, K, parallel: inner);
                         }
                         if (dx != null)
                         {
                             // dcolᵀ (pb, K) = g_n[:, block]ᵀ · W (O, K), then scattered back onto the image.
-                            Gemm.Sgemm(true, false, pb, K, O, 1f, gn[p0..], P, wd.AsSpan(wo), K, 0f, s.col, K, parallel: inner);
-                            g.Col2Im(s.col, dx.Data.AsSpan(n * C * H * W, C * H * W), p0, pb);
+                            Gemm.Sgemm(true, false, pb, K, O, 1f, gn[p0..], P, wd.AsSpan(wo), K, 0f, col, K, parallel: inner);
+                            g.Col2Im(col, dx.Data.AsSpan(n * C * H * W, C * H * W), p0, pb);
                         }
                     }
-                    return s;
-                },
-                s =>
-                {
-                    lock (gate)
-                    {
-                        if (s.dwl != null) TensorPrimitives.Add(dw!, s.dwl, dw);
-                        if (s.dbl != null) TensorPrimitives.Add(db!, s.dbl, db);
-                    }
-                });
+                }
+                dwc[ci] = dwl!; dbc[ci] = dbl!;
+            });
+            for (int ci = 0; ci < chunks; ci++)
+            {
+                if (dw != null) TensorPrimitives.Add(dw, dwc[ci], dw);
+                if (db != null) TensorPrimitives.Add(db, dbc[ci], db);
+            }
             var grads = new List<Tensor?> { dx, dw is null ? null : Tensor.FromArray(dw, weight.ShapeArray()) };
             if (bias != null) grads.Add(db is null ? null : Tensor.FromArray(db, O));
             return grads.ToArray();

@@ -48,6 +48,9 @@ public static partial class F
         }
         // Keep the contiguous copies the backward reads (they are the inputs' values).
         Recorder.Save(xc); Recorder.Save(wc);
+        // The node holds the saved copies now; drop this op's own holds on private ones (recycled after backward).
+        if (!ReferenceEquals(xc, x)) xc.Dispose();
+        if (!ReferenceEquals(wc, weight)) wc.Dispose();
         return Recorder.Record(y, "linear", inputs, g =>
         {
             var gc = g.Contiguous();              // (rows, out)
@@ -64,7 +67,11 @@ public static partial class F
                 Gemm.Sgemm(true, false, outF, inF, rows, 1f, gs, outF, xc.Data.AsSpan(xc.Offset, rows * inF), inF, 0f, dw.Data.AsSpan(0, outF * inF), inF);
             }
             if (bias is { RequiresGrad: true })
-                db = gc.Reshape(rows, outF).Sum(0);
+            {
+                // Dispose the view: an undisposed view would keep g's buffer from the engine's recycling.
+                using var g2 = gc.Reshape(rows, outF);
+                db = g2.Sum(0);
+            }
             return bias is null ? [dx, dw] : [dx, dw, db];
         });
     }

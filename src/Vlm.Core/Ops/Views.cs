@@ -123,8 +123,13 @@ public sealed partial class Tensor
         return Recorder.Record(r, "narrow", [this], g =>
         {
             var full = Zeros(inShape);
-            full.NarrowNoGrad(d, start, length).CopyFrom(g);
+            // Dispose the slice view so `full` stays the sole holder of its buffer (the engine then sums into it).
+            using (var slice = full.NarrowNoGrad(d, start, length)) slice.CopyFrom(g);
             return [full];
+        }, (g, acc) =>
+        {
+            using var slice = acc.NarrowNoGrad(d, start, length);
+            slice.AddInPlace(g);
         });
     }
 

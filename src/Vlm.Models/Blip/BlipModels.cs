@@ -80,6 +80,15 @@ public sealed class BlipForImageTextRetrieval : Module
 
     public static BlipForImageTextRetrieval FromFolder(string folder) => BlipLoader.Load(folder, (vb, c) => new BlipForImageTextRetrieval(vb, c)).model;
 
+    /// <summary>ITM logits (B, 2) of text-encoder outputs that cross-attended to the image (their [CLS] row is used).</summary>
+    public Tensor ItmLogits(Tensor crossText) => _itm.Forward(crossText.Select(1, 0));
+
+    /// <summary>L2-normalised ITC features (B, E) of vision states (their [CLS] row).</summary>
+    public Tensor ImageFeatures(Tensor image) => F.Normalize(_visionProj.Forward(image.Select(1, 0)), dim: -1);
+
+    /// <summary>L2-normalised ITC features (B, E) of uni-modal text-encoder outputs (their [CLS] row).</summary>
+    public Tensor TextFeatures(Tensor text) => F.Normalize(_textProj.Forward(text.Select(1, 0)), dim: -1);
+
     /// <returns>itm_score: ITM logits (B, 2) when <paramref name="useItmHead"/>, else the cosine matrix
     /// (images, texts); the vision last hidden state; the text-encoder output ("question_embeds").</returns>
     public (Tensor itmScore, Tensor lastHiddenState, Tensor questionEmbeds) Forward(Tensor inputIds, Tensor? attentionMask, Tensor pixels,
@@ -90,12 +99,12 @@ public sealed class BlipForImageTextRetrieval : Module
         {
             if (image.Size(0) != inputIds.Size(0)) throw new ArgumentException($"ITM needs one image per text: {image.Size(0)} images, {inputIds.Size(0)} texts");
             var q = TextEncoder.Forward(inputIds, attentionMask, image, null, isDecoder: false);
-            return (_itm.Forward(q.Select(1, 0)), image, q);
+            return (ItmLogits(q), image, q);
         }
         // ITC path: the text encoder without cross-attention.
         var t = TextEncoder.Forward(inputIds, attentionMask, null, null, isDecoder: false);
-        var imgFeat = F.Normalize(_visionProj.Forward(image.Select(1, 0)), dim: -1);   // (Bi, E)
-        var txtFeat = F.Normalize(_textProj.Forward(t.Select(1, 0)), dim: -1);         // (Bt, E)
+        var imgFeat = ImageFeatures(image);                                            // (Bi, E)
+        var txtFeat = TextFeatures(t);                                                 // (Bt, E)
         return (imgFeat.MatMul(txtFeat.T), image, t);
     }
 }

@@ -164,8 +164,19 @@ public static class BlipCheckpoint
         var arch = head == BlipExport.Retrieval ? "BlipForImageTextRetrieval" : "BlipForConditionalGeneration";
         File.WriteAllText(Path.Combine(dir, "config.json"), ConfigJson(model.Config.Model, arch));
         SafeTensors.Save(Path.Combine(dir, ModelFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        File.WriteAllText(Path.Combine(dir, "preprocessor_config.json"), PreprocessorJson(model.Config.Model.VisionConfig.ImageSize));
         CopyTokenizer(tokenizerDir, dir);
     }
+
+    /// <summary>HF preprocessor_config.json for BlipImageProcessor at a square size with CLIP's mean/std (the
+    /// world pipeline's pixels: its square images at that size need no resize, so both processors agree).</summary>
+    public static string PreprocessorJson(int size) => new JsonObject
+    {
+        ["image_processor_type"] = "BlipImageProcessor", ["do_resize"] = true, ["size"] = new JsonObject { ["height"] = size, ["width"] = size },
+        ["resample"] = 3, ["do_rescale"] = true, ["rescale_factor"] = 1.0 / 255, ["do_normalize"] = true,
+        ["image_mean"] = new JsonArray(0.48145466, 0.4578275, 0.40821073), ["image_std"] = new JsonArray(0.26862954, 0.26130258, 0.27577711),
+        ["do_convert_rgb"] = true,
+    }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
 
     private static void CopyTokenizer(string? from, string to)
     {

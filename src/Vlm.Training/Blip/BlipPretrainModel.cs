@@ -220,6 +220,48 @@ public sealed class BlipPretrainModel : Module
         return TextEncoder.ForwardLayers(h, selfMask, image, null, Config.FusionStart, Config.TextLayers).Select(1, 0);
     }
 
+    /// <summary>ITM match probabilities softmax(itm_head(fused [CLS]))[:, 1] of B (image, text) pairs, no gradient
+    /// (CapFilt's filter). BLIP encodes with [ENC] as the first token, as in training.</summary>
+    public float[] ItmMatchProbability(Tensor pixels, Tensor ids, Tensor mask)
+    {
+        using (Tensor.NoGrad())
+        {
+            int b = ids.Size(0);
+            if (pixels.Size(0) != b) throw new ArgumentException($"ITM needs one image per text: {pixels.Size(0)} images, {b} texts");
+            var image = Vision.Forward(pixels);
+            var text = Config.Kind == PretrainKind.Albef ? _online.EncodeText(ids, mask) : ids;
+            var rows = Tensor.FromArray(Enumerable.Range(0, b).Select(i => (long)i).ToArray(), b);
+            var p = F.Softmax(ItmHead.Forward(Fuse(rows, rows, ids, mask, text, image)), 1).ToArray();
+            return Enumerable.Range(0, b).Select(i => p[2 * i + 1]).ToArray();
+        }
+    }
+
+    /// <summary>ITC cosine similarities (images × texts) of the online features, no gradient.</summary>
+    public Tensor ItcSimilarity(Tensor pixels, Tensor ids, Tensor mask)
+    {
+        using (Tensor.NoGrad())
+        {
+            var image = _online.ImageFeature(Vision.Forward(pixels));
+            var text = _online.TextFeature(_online.EncodeText(ids, mask));
+            return image.MatMul(text.T);
+        }
+    }
+
+    /// <summary>BLIP only: captions (CapFilt's captioner) with the decoder from [DEC], stopping on sep_token_id.</summary>
+    public Models.Generation.GenerationResult Generate(Tensor pixels, Models.Generation.GenerationOptions options)
+    {
+        if (Decoder is null) throw new InvalidOperationException("only the BLIP configuration has a decoder");
+        using (Tensor.NoGrad())
+        {
+            var image = Vision.Forward(pixels);
+            int b = image.Size(0);
+            var tc = Config.Model.TextConfig;
+            var bos = Tensor.FromArray(Enumerable.Repeat((long)tc.BosTokenId, b).ToArray(), b, 1);
+            var o = options with { EosTokenIds = [tc.SepTokenId], PadTokenId = tc.PadTokenId };
+            return Models.Generation.Generator.Generate(new BlipDecoderSession(Decoder, image, null), bos, null, o);
+        }
+    }
+
     /// <summary>One pre-training step's forward: clamps the temperature, updates the momentum copy, computes ITC
     /// (then enqueues the momentum features), ITM with hard negatives drawn from <paramref name="rng"/>, and LM (BLIP)
     /// or MLM (ALBEF, masking drawn from <paramref name="rng"/>).</summary>

@@ -1,5 +1,5 @@
 // BLIP / ALBEF pre-training end to end on the embedded synthetic world: world → JSONL pairs + PNGs → byte-level BPE
-// (WorldBpe) with two added ids, [ENC] and [DEC], as BLIP adds them to BERT's vocabulary → a small model of the chosen
+// (WorldBpe) with two extra special tokens, [DEC] and [ENC], as BLIP adds them to BERT's vocabulary → a small model of the chosen
 // configuration → BlipPretrainer → checkpoints (and, for BLIP, HF retrieval / captioning folders).
 using Vlm.Core;
 using Vlm.Models.Blip;
@@ -33,27 +33,31 @@ public sealed record BlipWorldResult(BlipPretrainResult Training, string Checkpo
 
 public static class BlipWorldPretrain
 {
-    /// <summary>The model config for a tokenizer of <paramref name="tokVocab"/> ids: [ENC] = tokVocab, [DEC] (bos) =
-    /// tokVocab + 1.</summary>
+    /// <summary>BLIP's added tokens: the decoder's bos and the ITM encoder's first token.</summary>
+    public static readonly string[] AddedTokens = ["[DEC]", "[ENC]"];
+
+    /// <summary>The model config for a world tokenizer that has <see cref="AddedTokens"/>.</summary>
     public static BlipPretrainConfig MakeConfig(BlipWorldOptions o, ITokenizer tok)
     {
         int v = tok.VocabSize;
+        int dec = tok.TokenToId("[DEC]") ?? throw new InvalidOperationException("the tokenizer has no [DEC] token");
+        int enc = tok.TokenToId("[ENC]") ?? throw new InvalidOperationException("the tokenizer has no [ENC] token");
         int h = o.Hidden, heads = Math.Max(1, h / 32);
         var model = new BlipConfig
         {
             TextConfig = new BlipTextConfig
             {
-                VocabSize = v + 2, HiddenSize = h, EncoderHiddenSize = h, IntermediateSize = 4 * h, NumHiddenLayers = o.TextLayers, NumAttentionHeads = heads,
-                MaxPositionEmbeddings = Math.Max(64, o.MaxTextLength), BosTokenId = v + 1, PadTokenId = tok.PadId,
+                VocabSize = v, HiddenSize = h, EncoderHiddenSize = h, IntermediateSize = 4 * h, NumHiddenLayers = o.TextLayers, NumAttentionHeads = heads,
+                MaxPositionEmbeddings = Math.Max(64, o.MaxTextLength), BosTokenId = dec, PadTokenId = tok.PadId,
                 SepTokenId = tok.SepId ?? tok.EosId ?? throw new InvalidOperationException("the tokenizer has no end-of-text token"),
                 EosTokenId = tok.EosId ?? tok.SepId ?? 0,
             },
             VisionConfig = new BlipVisionConfig { HiddenSize = h, IntermediateSize = 4 * h, NumHiddenLayers = o.VisionLayers, NumAttentionHeads = heads, ImageSize = o.ImageSize, PatchSize = o.PatchSize },
             ImageTextHiddenSize = Math.Min(256, h),
         };
-        if (o.Kind == PretrainKind.Blip) return BlipPretrainConfig.Blip(model, encTokenId: v) with { QueueSize = o.QueueSize };
+        if (o.Kind == PretrainKind.Blip) return BlipPretrainConfig.Blip(model, encTokenId: enc) with { QueueSize = o.QueueSize };
         var special = new List<long> { tok.PadId };
-        foreach (var s in new[] { tok.ClsId, tok.SepId, tok.BosId, tok.EosId, tok.MaskId }) if (s is int x) special.Add(x);
+        foreach (var s in new[] { tok.ClsId, tok.SepId, tok.BosId, tok.EosId, tok.MaskId, dec, enc }) if (s is int x) special.Add(x);
         int firstOrdinary = 0;
         while (special.Contains(firstOrdinary) || firstOrdinary == tok.UnkId) firstOrdinary++;
         return BlipPretrainConfig.Albef(model, tok.MaskId ?? throw new InvalidOperationException("ALBEF needs a mask token"), special.ToArray(), firstOrdinary) with { QueueSize = o.QueueSize };
@@ -70,7 +74,7 @@ public static class BlipWorldPretrain
         var pairs = DatasetFormats.ReadPairsJsonl(Path.Combine(worldDir, "pairs_train.jsonl"), worldDir);
         if (pairs.Count < 2) throw new InvalidDataException($"{worldDir}: fewer than 2 training pairs");
         var tokDir = Path.Combine(outDir, "tokenizer");
-        WorldBpe.TrainAndSave(pairs.Select(p => p.Caption), tokDir);
+        WorldBpe.TrainAndSave(pairs.Select(p => p.Caption), tokDir, additionalSpecials: AddedTokens);
         var tok = AutoTokenizer.FromFolder(tokDir);
         var text = new TextCollator(tok, o.MaxTextLength);
         File.WriteAllText(Path.Combine(outDir, "preprocessor_config.json"), Training.Checkpoint.PreprocessorJson(o.ImageSize));

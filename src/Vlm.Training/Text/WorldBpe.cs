@@ -18,14 +18,17 @@ public static class WorldBpe
     /// <summary>Trains on <paramref name="texts"/> until <paramref name="vocabSize"/> entries or no pair occurs twice,
     /// writes the tokenizer files to <paramref name="dir"/> and returns the vocabulary size. Deterministic: ties
     /// between equally frequent pairs go to the ordinally smallest (left, right).</summary>
-    public static int TrainAndSave(IEnumerable<string> texts, string dir, int vocabSize = 1000, int modelMaxLength = 64)
+    /// <param name="additionalSpecials">extra special tokens after RoBERTa's (e.g. BLIP's [DEC], [ENC]), saved as
+    /// additional_special_tokens so they are never split and are skipped when decoding</param>
+    public static int TrainAndSave(IEnumerable<string> texts, string dir, int vocabSize = 1000, int modelMaxLength = 64, IReadOnlyList<string>? additionalSpecials = null)
     {
-        var model = BpeTrainer.Train(texts, vocabSize, minFrequency: 2, specialTokens: Specials);
-        Save(dir, model.Vocab, model.Merges, modelMaxLength);
+        var extra = additionalSpecials ?? [];
+        var model = BpeTrainer.Train(texts, vocabSize, minFrequency: 2, specialTokens: [.. Specials, .. extra]);
+        Save(dir, model.Vocab, model.Merges, modelMaxLength, extra);
         return model.Vocab.Count;
     }
 
-    private static void Save(string dir, Dictionary<string, int> vocab, List<(string, string)> merges, int modelMaxLength)
+    private static void Save(string dir, Dictionary<string, int> vocab, List<(string, string)> merges, int modelMaxLength, IReadOnlyList<string> extra)
     {
         Directory.CreateDirectory(dir);
         var opts = new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
@@ -41,6 +44,7 @@ public static class WorldBpe
             ["bos_token"] = "<s>", ["eos_token"] = "</s>", ["unk_token"] = "<unk>", ["sep_token"] = "</s>",
             ["pad_token"] = "<pad>", ["cls_token"] = "<s>", ["mask_token"] = "<mask>",
         };
+        if (extra.Count > 0) map["additional_special_tokens"] = new JsonArray(extra.Select(x => (JsonNode)x).ToArray());
         File.WriteAllText(Path.Combine(dir, "special_tokens_map.json"), map.ToJsonString(opts), utf8);
         var cfg = (JsonObject)map.DeepClone();
         cfg["tokenizer_class"] = "RobertaTokenizer";

@@ -251,4 +251,26 @@ public class GemmTests
             }
         }
     }
+
+    [Theory]
+    [InlineData(1, 1, 1)]
+    [InlineData(7, 13, 13)]
+    [InlineData(8, 8, 8)]
+    [InlineData(197, 197, 200)]
+    [InlineData(1576, 768, 771)]   // ≥ 2^20 elements: the two-thread path, padded leading dimension
+    [InlineData(37, 300, 300)]
+    public void TransposeInto_MatchesNaive(int rows, int cols, int ld)
+    {
+        var rng = new Rng((ulong)(rows * 31 + cols));
+        var src = Tensor.Randn([rows * ld], rng).ToArray();
+        var fast = new float[rows * cols]; var slow = new float[rows * cols];
+        Array.Fill(fast, float.NaN);
+        GemmManaged.TransposeInto(src, ld, rows, cols, fast);
+        GemmManaged.TransposeNaive(src, ld, rows, cols, slow);
+        Assert.Equal(slow, fast);
+        Array.Fill(fast, float.NaN);
+        GemmManaged.TransposeInto(src, ld, rows, cols, fast, parallel: false);
+        Assert.Equal(slow, fast);
+        Assert.Equal(src[(rows - 1) * ld + cols - 1], slow[(cols - 1) * rows + rows - 1]);
+    }
 }

@@ -123,4 +123,27 @@ public sealed class PretrainModelTests
         Assert.Equal(2, BlipPretrainConfig.Albef(TinyModel(4), Mask, [Pad], 4).FusionStart);
         Assert.Equal(6, BlipPretrainConfig.Albef(new BlipConfig(), 103, [0], 999).FusionStart);
     }
+
+    [Theory]
+    [InlineData(PretrainKind.Blip)]
+    [InlineData(PretrainKind.Albef)]
+    public void InferenceHelpersScoreAndCaption(PretrainKind kind)
+    {
+        var model = new BlipPretrainModel(kind == PretrainKind.Blip ? TinyBlip() : TinyAlbef(), new Rng(11));
+        model.Eval();
+        var (pixels, ids, mask) = Batch(3, 5);
+        var p = model.ItmMatchProbability(pixels, ids, mask);
+        Assert.Equal(3, p.Length);
+        Assert.All(p, x => Assert.InRange(x, 0f, 1f));
+        var sim = model.ItcSimilarity(pixels, ids, mask);
+        Assert.Equal([3, 3], sim.ShapeArray());
+        Assert.All(sim.ToArray(), x => Assert.InRange(x, -1.0001f, 1.0001f));
+        if (kind == PretrainKind.Blip)
+        {
+            var g = model.Generate(pixels, new Vlm.Models.Generation.GenerationOptions { MaxNewTokens = 4 });
+            Assert.Equal(3, g.Sequences.Size(0));
+            Assert.Equal(Dec, g.Sequences.ToInt64Array()[0]);
+        }
+        else Assert.Throws<InvalidOperationException>(() => model.Generate(pixels, new Vlm.Models.Generation.GenerationOptions()));
+    }
 }
