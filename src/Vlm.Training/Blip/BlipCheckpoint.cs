@@ -109,14 +109,7 @@ public static class BlipCheckpoint
             foreach (var kv in optimizer.StateDict()) extra.Add(new("optim." + kv.Key, kv.Value));
         SafeTensors.Save(Path.Combine(tmp, StateFile), extra);
         File.WriteAllText(Path.Combine(tmp, TrainerStateFile), JsonSerializer.Serialize(state));   // last: marks completeness
-        if (Directory.Exists(dir))
-        {
-            var old = dir + ".old-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
-            Directory.Move(dir, old);
-            Directory.Move(tmp, dir);
-            Directory.Delete(old, true);
-        }
-        else Directory.Move(tmp, dir);
+        Vlm.Training.Training.Checkpoint.ReplaceFolder(tmp, dir);
     }
 
     public static BlipTrainerState? ReadState(string dir)

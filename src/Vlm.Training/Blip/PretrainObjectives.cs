@@ -206,19 +206,7 @@ public static class PretrainObjectives
     }
 
     /// <summary>MLM loss (unshifted CE, −100 ignored) and masked-token accuracy.</summary>
-    public static (Tensor Loss, double Accuracy) MlmLoss(Tensor logits, Tensor labels)
-    {
-        int v = logits.Size(-1);
-        var flat = logits.Reshape(-1, v);
-        var lab = labels.Reshape(-1);
-        var loss = F.CrossEntropy(flat, lab);
-        long[] pred, gold = lab.ToInt64Array();
-        using (Tensor.NoGrad()) pred = flat.ArgMax(1).ToInt64Array();
-        int n = 0, ok = 0;
-        for (int i = 0; i < gold.Length; i++)
-            if (gold[i] != -100) { n++; if (pred[i] == gold[i]) ok++; }
-        return (loss, n == 0 ? 0 : ok / (double)n);
-    }
+    public static (Tensor Loss, double Accuracy) MlmLoss(Tensor logits, Tensor labels) => Vlm.Training.Training.Objectives.Mlm(logits, labels);
 
     /// <summary>The reference's α ramp: α·min(1, step / rampSteps) (BLIP ramps over the first two epochs); no ramp
     /// when <paramref name="rampSteps"/> ≤ 0.</summary>

@@ -109,6 +109,13 @@ public static class Checkpoint
         SafeTensors.Save(Path.Combine(tmp, StateFile), extra);
         // Written last: a folder with trainer_state.json is complete.
         File.WriteAllText(Path.Combine(tmp, TrainerStateFile), JsonSerializer.Serialize(state));
+        ReplaceFolder(tmp, dir);
+    }
+
+    /// <summary>Moves a completely written temp folder into place, replacing <paramref name="dir"/> if present
+    /// (the old one is moved aside first, so a crash leaves either the old or the new folder, never a mix).</summary>
+    internal static void ReplaceFolder(string tmp, string dir)
+    {
         if (Directory.Exists(dir))
         {
             var old = dir + ".old-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
