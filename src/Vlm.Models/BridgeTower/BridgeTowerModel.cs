@@ -166,11 +166,26 @@ public sealed class BridgeTowerModel : Module, IBridgeTowerEncoder
     }
 
     /// <summary>Token-type row <paramref name="index"/> as (1, hidden), validated.</summary>
-    internal Tensor TokenType(int index)
+    internal Tensor TokenType(int index) => TokenTypeRow(TokenTypeEmbeddings, index);
+
+    /// <summary>Row <paramref name="index"/> of a token-type table as (1, hidden), validated (BridgeTower and METER).</summary>
+    internal static Tensor TokenTypeRow(Tensor table, int index)
     {
-        if (index < 0 || index >= TokenTypeEmbeddings.Size(0))
-            throw new ArgumentOutOfRangeException(nameof(index), $"image token type {index} but token_type_embeddings has {TokenTypeEmbeddings.Size(0)} rows");
-        return Tensor.Embedding(TokenTypeEmbeddings, Tensor.FromArray(new long[] { index }, 1));
+        if (index < 0 || index >= table.Size(0))
+            throw new ArgumentOutOfRangeException(nameof(index), $"image token type {index} but token_type_embeddings has {table.Size(0)} rows");
+        return Tensor.Embedding(table, Tensor.FromArray(new long[] { index }, 1));
+    }
+
+    /// <summary>Checks one forward call's inputs (BridgeTower and METER); returns (B, L).</summary>
+    internal static (int B, int L) CheckInputs(Tensor inputIds, Tensor? attentionMask, Tensor pixelValues)
+    {
+        if (inputIds.Rank != 2) throw new ArgumentException($"input_ids must be (batch, seq), got {inputIds.ShapeString}");
+        int b = inputIds.Size(0), l = inputIds.Size(1);
+        if (pixelValues.Rank != 4 || pixelValues.Size(0) != b)
+            throw new ArgumentException($"pixel_values {pixelValues.ShapeString} must be (batch={b}, channels, H, W)");
+        if (attentionMask != null && !attentionMask.Shape.SequenceEqual(inputIds.Shape))
+            throw new ArgumentException($"attention_mask {attentionMask.ShapeString} must match input_ids {inputIds.ShapeString}");
+        return (b, l);
     }
 
     /// <param name="inputIds">(B, L) int64 RoBERTa ids, right-padded with pad_token_id</param>
@@ -179,12 +194,7 @@ public sealed class BridgeTowerModel : Module, IBridgeTowerEncoder
     public BridgeTowerModelOutput Forward(Tensor inputIds, Tensor? attentionMask, Tensor pixelValues, BridgeTowerForwardOptions? options = null)
     {
         var o = options ?? BridgeTowerForwardOptions.Default;
-        if (inputIds.Rank != 2) throw new ArgumentException($"input_ids must be (batch, seq), got {inputIds.ShapeString}");
-        int b = inputIds.Size(0), l = inputIds.Size(1);
-        if (pixelValues.Rank != 4 || pixelValues.Size(0) != b)
-            throw new ArgumentException($"pixel_values {pixelValues.ShapeString} must be (batch={b}, channels, H, W)");
-        if (attentionMask != null && !attentionMask.Shape.SequenceEqual(inputIds.Shape))
-            throw new ArgumentException($"attention_mask {attentionMask.ShapeString} must match input_ids {inputIds.ShapeString}");
+        var (b, l) = CheckInputs(inputIds, attentionMask, pixelValues);
         var hsText = o.OutputHiddenStates ? new List<Tensor>() : null;
         var hsImage = o.OutputHiddenStates ? new List<Tensor>() : null;
         var hsCross = o.OutputHiddenStates ? new List<(Tensor, Tensor)>() : null;

@@ -69,22 +69,12 @@ public sealed class MeterModel : Module, IBridgeTowerEncoder
         _crossImageLn = Add(new BtLayerNorm(vb["cross_modal_image_layernorm"], h, config.LayerNormEps));
     }
 
-    private Tensor TokenType(int index)
-    {
-        if (index < 0 || index >= TokenTypeEmbeddings.Size(0))
-            throw new ArgumentOutOfRangeException(nameof(index), $"image token type {index} but token_type_embeddings has {TokenTypeEmbeddings.Size(0)} rows");
-        return Tensor.Embedding(TokenTypeEmbeddings, Tensor.FromArray(new long[] { index }, 1));
-    }
+    private Tensor TokenType(int index) => BridgeTowerModel.TokenTypeRow(TokenTypeEmbeddings, index);
 
     public BridgeTowerModelOutput Forward(Tensor inputIds, Tensor? attentionMask, Tensor pixelValues, BridgeTowerForwardOptions? options = null)
     {
         var o = options ?? BridgeTowerForwardOptions.Default;
-        if (inputIds.Rank != 2) throw new ArgumentException($"input_ids must be (batch, seq), got {inputIds.ShapeString}");
-        int b = inputIds.Size(0), l = inputIds.Size(1);
-        if (pixelValues.Rank != 4 || pixelValues.Size(0) != b)
-            throw new ArgumentException($"pixel_values {pixelValues.ShapeString} must be (batch={b}, channels, H, W)");
-        if (attentionMask != null && !attentionMask.Shape.SequenceEqual(inputIds.Shape))
-            throw new ArgumentException($"attention_mask {attentionMask.ShapeString} must match input_ids {inputIds.ShapeString}");
+        var (b, l) = BridgeTowerModel.CheckInputs(inputIds, attentionMask, pixelValues);
         var hsText = o.OutputHiddenStates ? new List<Tensor>() : null;
         var hsImage = o.OutputHiddenStates ? new List<Tensor>() : null;
         var hsCross = o.OutputHiddenStates ? new List<(Tensor, Tensor)>() : null;
