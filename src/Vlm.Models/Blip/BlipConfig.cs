@@ -74,38 +74,28 @@ public sealed record BlipConfig
         return FromJson(File.ReadAllText(path), path);
     }
 
-    public static BlipConfig FromJson(string json, string origin = "<json>")
+    public static BlipConfig FromJson(string json, string origin = "<json>") => ConfigReader.ParseRoot(json, origin, "blip", root =>
     {
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(json); }
-        catch (JsonException e) { throw new InvalidDataException($"{origin}: not valid JSON: {e.Message}"); }
-        using (doc)
+        var r = Reader(root, origin, "");
+        var def = new BlipConfig();
+        string? arch = null;
+        if (root.TryGetProperty("architectures", out var a) && a.ValueKind == JsonValueKind.Array && a.GetArrayLength() > 0)
+            arch = a[0].GetString();
+        var cfg = new BlipConfig
         {
-            var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{origin}: config is not a JSON object");
-            var r = Reader(root, origin, "");
-            var mt = r.Str("model_type", "blip");
-            if (mt != "blip") throw new InvalidDataException($"{origin}: model_type is '{mt}', expected 'blip'");
-            var def = new BlipConfig();
-            string? arch = null;
-            if (root.TryGetProperty("architectures", out var a) && a.ValueKind == JsonValueKind.Array && a.GetArrayLength() > 0)
-                arch = a[0].GetString();
-            var cfg = new BlipConfig
-            {
-                TextConfig = ReadText(r.Obj("text_config"), origin),
-                VisionConfig = ReadVision(r.Obj("vision_config"), origin),
-                ProjectionDim = r.Int("projection_dim", def.ProjectionDim),
-                LogitScaleInitValue = r.Float("logit_scale_init_value", def.LogitScaleInitValue),
-                ImageTextHiddenSize = r.Int("image_text_hidden_size", def.ImageTextHiddenSize),
-                LabelSmoothing = r.Float("label_smoothing", def.LabelSmoothing),
-                InitializerRange = r.Float("initializer_range", def.InitializerRange),
-                InitializerFactor = r.Float("initializer_factor", def.InitializerFactor),
-                Architecture = arch,
-            };
-            cfg.Validate(origin);
-            return cfg;
-        }
-    }
+            TextConfig = ReadText(r.Obj("text_config"), origin),
+            VisionConfig = ReadVision(r.Obj("vision_config"), origin),
+            ProjectionDim = r.Int("projection_dim", def.ProjectionDim),
+            LogitScaleInitValue = r.Float("logit_scale_init_value", def.LogitScaleInitValue),
+            ImageTextHiddenSize = r.Int("image_text_hidden_size", def.ImageTextHiddenSize),
+            LabelSmoothing = r.Float("label_smoothing", def.LabelSmoothing),
+            InitializerRange = r.Float("initializer_range", def.InitializerRange),
+            InitializerFactor = r.Float("initializer_factor", def.InitializerFactor),
+            Architecture = arch,
+        };
+        cfg.Validate(origin);
+        return cfg;
+    });
 
     private static BlipTextConfig ReadText(JsonElement? e, string origin)
     {

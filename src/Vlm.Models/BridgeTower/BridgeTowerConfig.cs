@@ -91,66 +91,56 @@ public sealed record BridgeTowerConfig
         return FromJson(text, path);
     }
 
-    public static BridgeTowerConfig FromJson(string json, string origin = "<json>")
+    public static BridgeTowerConfig FromJson(string json, string origin = "<json>") => ConfigReader.ParseRoot(json, origin, "bridgetower", root =>
     {
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(json); }
-        catch (JsonException e) { throw new InvalidDataException($"{origin}: not valid JSON: {e.Message}"); }
-        using (doc)
+        var r = Reader(root, origin, "");
+        var def = new BridgeTowerConfig();
+        var text = ReadText(r.Obj("text_config"), origin);
+        var vision = ReadVision(r.Obj("vision_config"), origin);
+        List<string>? labels = null;
+        if (r.Obj("id2label") is { } id2)
         {
-            var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{origin}: config is not a JSON object");
-            var r = Reader(root, origin, "");
-            var mt = r.Str("model_type", "bridgetower");
-            if (mt != "bridgetower") throw new InvalidDataException($"{origin}: model_type is '{mt}', expected 'bridgetower'");
-            var def = new BridgeTowerConfig();
-            var text = ReadText(r.Obj("text_config"), origin);
-            var vision = ReadVision(r.Obj("vision_config"), origin);
-            List<string>? labels = null;
-            if (r.Obj("id2label") is { } id2)
+            var pairs = new List<(int, string)>();
+            foreach (var p in id2.EnumerateObject())
             {
-                var pairs = new List<(int, string)>();
-                foreach (var p in id2.EnumerateObject())
-                {
-                    if (!int.TryParse(p.Name, NumberStyles.Integer, CultureInfo.InvariantCulture, out int id) || p.Value.ValueKind != JsonValueKind.String)
-                        throw new InvalidDataException($"{origin}: id2label entry '{p.Name}' is not an integer id mapped to a string");
-                    pairs.Add((id, p.Value.GetString()!));
-                }
-                pairs.Sort();
-                for (int i = 0; i < pairs.Count; i++)
-                    if (pairs[i].Item1 != i) throw new InvalidDataException($"{origin}: id2label ids are not 0..{pairs.Count - 1}");
-                labels = pairs.Select(p => p.Item2).ToList();
+                if (!int.TryParse(p.Name, NumberStyles.Integer, CultureInfo.InvariantCulture, out int id) || p.Value.ValueKind != JsonValueKind.String)
+                    throw new InvalidDataException($"{origin}: id2label entry '{p.Name}' is not an integer id mapped to a string");
+                pairs.Add((id, p.Value.GetString()!));
             }
-            var cfg = new BridgeTowerConfig
-            {
-                ShareCrossModalTransformerLayers = r.Bool("share_cross_modal_transformer_layers", def.ShareCrossModalTransformerLayers),
-                HiddenAct = r.Act("hidden_act", def.HiddenAct),
-                HiddenSize = r.Int("hidden_size", def.HiddenSize),
-                InitializerFactor = r.Float("initializer_factor", def.InitializerFactor),
-                LayerNormEps = r.Float("layer_norm_eps", def.LayerNormEps),
-                ShareLinkTowerLayers = r.Bool("share_link_tower_layers", def.ShareLinkTowerLayers),
-                LinkTowerType = r.Str("link_tower_type", "add") switch
-                {
-                    "add" => LinkTowerType.Add,
-                    "scaled_add" => LinkTowerType.ScaledAdd,
-                    "interpolate" => LinkTowerType.Interpolate,
-                    var v => throw new InvalidDataException($"{origin}: link_tower_type '{v}' is not one of add, scaled_add, interpolate"),
-                },
-                NumAttentionHeads = r.Int("num_attention_heads", def.NumAttentionHeads),
-                NumHiddenLayers = r.Int("num_hidden_layers", def.NumHiddenLayers),
-                TieWordEmbeddings = r.Bool("tie_word_embeddings", def.TieWordEmbeddings),
-                InitLayernormFromVisionEncoder = r.Bool("init_layernorm_from_vision_encoder", def.InitLayernormFromVisionEncoder),
-                TextConfig = text,
-                VisionConfig = vision,
-                ContrastiveHiddenSize = r.Has("contrastive_hidden_size") ? r.Int("contrastive_hidden_size", 0) : null,
-                LogitScaleInitValue = r.Has("logit_scale_init_value") ? r.Float("logit_scale_init_value", 0f) : null,
-                Id2Label = labels,
-                NumLabels = r.Has("num_labels") ? r.Int("num_labels", 0) : labels?.Count,
-            };
-            cfg.Validate(origin);
-            return cfg;
+            pairs.Sort();
+            for (int i = 0; i < pairs.Count; i++)
+                if (pairs[i].Item1 != i) throw new InvalidDataException($"{origin}: id2label ids are not 0..{pairs.Count - 1}");
+            labels = pairs.Select(p => p.Item2).ToList();
         }
-    }
+        var cfg = new BridgeTowerConfig
+        {
+            ShareCrossModalTransformerLayers = r.Bool("share_cross_modal_transformer_layers", def.ShareCrossModalTransformerLayers),
+            HiddenAct = r.Act("hidden_act", def.HiddenAct),
+            HiddenSize = r.Int("hidden_size", def.HiddenSize),
+            InitializerFactor = r.Float("initializer_factor", def.InitializerFactor),
+            LayerNormEps = r.Float("layer_norm_eps", def.LayerNormEps),
+            ShareLinkTowerLayers = r.Bool("share_link_tower_layers", def.ShareLinkTowerLayers),
+            LinkTowerType = r.Str("link_tower_type", "add") switch
+            {
+                "add" => LinkTowerType.Add,
+                "scaled_add" => LinkTowerType.ScaledAdd,
+                "interpolate" => LinkTowerType.Interpolate,
+                var v => throw new InvalidDataException($"{origin}: link_tower_type '{v}' is not one of add, scaled_add, interpolate"),
+            },
+            NumAttentionHeads = r.Int("num_attention_heads", def.NumAttentionHeads),
+            NumHiddenLayers = r.Int("num_hidden_layers", def.NumHiddenLayers),
+            TieWordEmbeddings = r.Bool("tie_word_embeddings", def.TieWordEmbeddings),
+            InitLayernormFromVisionEncoder = r.Bool("init_layernorm_from_vision_encoder", def.InitLayernormFromVisionEncoder),
+            TextConfig = text,
+            VisionConfig = vision,
+            ContrastiveHiddenSize = r.Has("contrastive_hidden_size") ? r.Int("contrastive_hidden_size", 0) : null,
+            LogitScaleInitValue = r.Has("logit_scale_init_value") ? r.Float("logit_scale_init_value", 0f) : null,
+            Id2Label = labels,
+            NumLabels = r.Has("num_labels") ? r.Int("num_labels", 0) : labels?.Count,
+        };
+        cfg.Validate(origin);
+        return cfg;
+    });
 
     private static BridgeTowerTextConfig ReadText(JsonElement? e, string origin)
     {

@@ -10,6 +10,23 @@ namespace Vlm.Models;
 internal readonly struct ConfigReader(JsonElement obj, string origin, string path, IReadOnlyCollection<string> activations,
     bool integralFloatsAsInts = false)
 {
+    /// <summary>Parses a config.json text whose root must be an object with <c>model_type</c> = <paramref name="modelType"/>
+    /// (absent means that type, as HF's own classes write it), then builds the record from the root.</summary>
+    public static T ParseRoot<T>(string json, string origin, string modelType, Func<JsonElement, T> build)
+    {
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(json); }
+        catch (JsonException e) { throw new InvalidDataException($"{origin}: not valid JSON: {e.Message}"); }
+        using (doc)
+        {
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{origin}: config is not a JSON object");
+            var mt = new ConfigReader(root, origin, "", []).Str("model_type", modelType);
+            if (mt != modelType) throw new InvalidDataException($"{origin}: model_type is '{mt}', expected '{modelType}'");
+            return build(root);
+        }
+    }
+
     public bool Has(string key) => obj.TryGetProperty(key, out var v) && v.ValueKind != JsonValueKind.Null;
 
     private InvalidDataException Bad(string key, JsonElement v, string want) =>
