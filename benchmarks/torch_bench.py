@@ -109,6 +109,20 @@ def bench_train_step(reps, threads):
     emit("train_step_6l_b8", "L6 B8 T197 D768", ms, 3 * encoder_flop(6, 8), threads)
 
 
+def bridgetower_flop(batch, text_len=50, image=288, patch=16, dt=768, dv=768, h=768, inter=3072, layers=12, cross=6):
+    """Matmul FLOPs of one BridgeTowerModel forward at the HF default config (same formula as BenchBridgeTower.Flop)."""
+    L, N = float(text_len), float((image // patch) ** 2 + 1)
+    pe = 2 * (N - 1) * 3 * patch * patch * dv
+    vision = layers * (2 * N * dv * dv * 12 + 4 * N * N * dv)
+    text = layers * (2 * L * dt * dt * 4 + 2 * L * dt * inter * 2 + 4 * L * L * dt)
+    transforms = cross * (2 * L * dt * h + 2 * N * dv * h)
+
+    def layer(q, kv):
+        return (2 * q * h * h * 4 + 4 * q * q * h + 2 * q * h * h * 2 + 2 * kv * h * h * 2 + 4 * q * kv * h
+                + 2 * q * h * inter * 2)
+    return batch * (pe + vision + text + transforms + cross * (layer(N, L) + layer(L, N)) + 2 * 2 * h * h)
+
+
 def bench_bridgetower(reps, threads, batch):
     # transformers when importable; otherwise the fixture-checked mirror of its forward (bridgetower_torch.py).
     torch.manual_seed(0)
@@ -128,7 +142,7 @@ def bench_bridgetower(reps, threads, batch):
         impl = "hf-mirror"
     with torch.no_grad():
         ms = median_ms(run, reps)
-    emit(f"bridgetower_base_forward_b{batch}", f"B{batch} 288px 50tok {impl}", ms, 0.0, threads)
+    emit(f"bridgetower_base_forward_b{batch}", f"B{batch} 288px 50tok {impl}", ms, bridgetower_flop(batch), threads)
 
 
 def main():
