@@ -69,6 +69,17 @@ public class BenchModelsTests
     }
 
     [Fact]
+    public void BridgeTowerFlop_MatchesTorchBenchFormula_AndScalesWithBatch()
+    {
+        // benchmarks/torch_bench.py bridgetower_flop(1) at the HF default config prints 115785013248 (2·multiply-adds).
+        var c = new Vlm.Models.BridgeTower.BridgeTowerConfig();
+        Assert.Equal(115_785_013_248.0, BenchBridgeTower.Flop(c, 1, 50), 0.5);
+        Assert.Equal(8 * BenchBridgeTower.Flop(c, 1, 50), BenchBridgeTower.Flop(c, 8, 50), 1.0);
+        Assert.True(BenchBridgeTower.Flop(c, 1, 60) > BenchBridgeTower.Flop(c, 1, 50));
+        Assert.Contains(Bench.Cases, x => x.Name == "fma_peak");
+    }
+
+    [Fact]
     public void NoGradEncoder_WhichFreesIntermediates_MatchesTheRecordingOne()
     {
         var (layers, store) = BenchModels.BuildEncoder(2);
