@@ -14,8 +14,8 @@ namespace Vlm.Core.Kernels;
 /// <list type="bullet">
 /// <item>B is packed per thread into KC-deep × 16-wide panels (p-major inside a panel, 16 floats per k step), so the
 ///   micro-kernel streams it with two aligned-stride loads per k step.</item>
-/// <item>A is NOT packed: the micro-kernel reads 6 rows of A in place through 6 row pointers and broadcasts one
-///   element per row per k step. Packing A cost more than it saved on this machine.</item>
+/// <item>A is NOT packed (except op(A) = Aᵀ, below): the micro-kernel reads 6 rows of A in place through 6 row
+///   pointers and broadcasts one element per row per k step. Packing A cost more than it saved on this machine.</item>
 /// <item>The 6×16 micro-kernel keeps 12 Vector256 accumulators (6 rows × 2 halves) in registers; with the two B
 ///   vectors and one broadcast that is 15 of the 16 ymm registers.</item>
 /// <item>The 6 C rows of the tile are prefetched before each micro-kernel runs its k loop, so the epilogue's
@@ -49,6 +49,11 @@ public static unsafe class GemmManaged
     // a deeper block mostly saves k-block passes (each re-reads and re-writes the C tiles and re-enters the
     // micro-kernel). With MC 24 the A block (24×1024 floats, 96 KiB) stays in L2 beside the streamed B panels.
     // The same sizes on the AVX2 path were −2…+8% (neutral), so AVX2-only CPUs keep the old ones.
+    // Tried and dropped (same harness): a 12×32 micro-kernel (24 zmm accumulators) — reading A in place through
+    // 12 row pointers the JIT spills every accumulator on each k step; over a k-major packed A panel it compiles
+    // clean but measured 0.81–1.04× the old code with (KC, MC) = (1024, 48), (512, 96), (256, 144), below the
+    // 6×32 kernel at the sizes above. Equal-depth k blocks (1576 = 2×788 rather than 1024 + 552): no difference.
+    // Handing 2-thread column chunks out dynamically (4 or 2 per thread): lost in the wall-clock noise.
     /// <summary>k-block depth (AVX2 path): a 256×16 B micro-panel (16 KiB) plus 6 A row segments (6 KiB) stay in L1.</summary>
     private const int KC = 256;
     /// <summary>Row block (AVX2 path): an MC×KC slab of A (72 KiB) is reused from L2 across the column panels.</summary>
