@@ -152,35 +152,45 @@ public static class Bench
     private static IEnumerable<BenchCase> GemmCases()
     {
         yield return new BenchCase("gemm", "C = A·B, row-major, managed vs OpenBLAS; shape is MxKxN", o => GemmAll(o));
+        yield return new BenchCase("gemm_linear", "Linear-layer products y = x·Wᵀ (B transposed), managed vs OpenBLAS; shape is MxKxN",
+            o => GemmAll(o, LinearShapes, transB: true, "gemm_linear"));
     }
 
-    private static IEnumerable<BenchResult> GemmAll(BenchOptions o)
+    /// <summary>(M, K, N) of y = x·Wᵀ: 50 text tokens, 325 BridgeTower image tokens (batch 1) and 2600 (batch 8),
+    /// through the 768→768, 768→3072 and 3072→768 layers.</summary>
+    private static readonly (int m, int k, int n)[] LinearShapes =
+        [(50, 768, 768), (325, 768, 768), (325, 768, 3072), (325, 3072, 768), (2600, 768, 768), (2600, 768, 3072)];
+
+    private static IEnumerable<BenchResult> GemmAll(BenchOptions o) => GemmAll(o, GemmShapes, transB: false, "gemm");
+
+    private static IEnumerable<BenchResult> GemmAll(BenchOptions o, (int m, int k, int n)[] shapes, bool transB, string name)
     {
-        foreach (var (m, k, n) in GemmShapes)
+        foreach (var (m, k, n) in shapes)
         {
             var rng = new Rng(0);
             var a = Tensor.Randn([m, k], rng).ToArray();
-            var b = Tensor.Randn([k, n], rng).ToArray();
+            var b = Tensor.Randn(transB ? [n, k] : [k, n], rng).ToArray();
+            int ldb = transB ? k : n;
             var c = new float[m * n];
             string shape = $"{m}x{k}x{n}";
             double flop = 2.0 * m * n * k;
-            var runs = new List<Action> { () => GemmManaged.Sgemm(false, false, m, n, k, 1f, a, k, b, n, 0f, c, n, o.Threads) };
+            var runs = new List<Action> { () => GemmManaged.Sgemm(false, transB, m, n, k, 1f, a, k, b, ldb, 0f, c, n, o.Threads) };
             var names = new List<string> { "managed" };
             if (OpenBlas.IsAvailable)
             {
                 OpenBlas.SetThreads(o.Threads);
-                runs.Add(() => OpenBlas.Sgemm(false, false, m, n, k, 1f, a, k, b, n, 0f, c, n));
+                runs.Add(() => OpenBlas.Sgemm(false, transB, m, n, k, 1f, a, k, b, ldb, 0f, c, n));
                 names.Add("openblas");
             }
             if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported)
             {
                 // "managed" takes the AVX-512 6×32 kernel here; also show the AVX2 6×16 kernel AVX2-only CPUs get.
-                runs.Add(() => GemmManaged.Sgemm(false, false, m, n, k, 1f, a, k, b, n, 0f, c, n, o.Threads, wide: false));
+                runs.Add(() => GemmManaged.Sgemm(false, transB, m, n, k, 1f, a, k, b, ldb, 0f, c, n, o.Threads, wide: false));
                 names.Add("managed-avx2");
             }
             var ms = MedianMsInterleaved(runs, o.Reps);
             for (int v = 0; v < ms.Length; v++)
-                yield return new BenchResult("gemm", names[v], shape, o.Threads, flop / ms[v] / 1e6, ms[v], PeakMb());
+                yield return new BenchResult(name, names[v], shape, o.Threads, flop / ms[v] / 1e6, ms[v], PeakMb());
         }
     }
 

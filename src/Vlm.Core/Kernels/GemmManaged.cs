@@ -14,8 +14,8 @@ namespace Vlm.Core.Kernels;
 /// <list type="bullet">
 /// <item>B is packed per thread into KC-deep × 16-wide panels (p-major inside a panel, 16 floats per k step), so the
 ///   micro-kernel streams it with two aligned-stride loads per k step.</item>
-/// <item>A is NOT packed: the micro-kernel reads 6 rows of A in place through 6 row pointers and broadcasts one
-///   element per row per k step. Packing A cost more than it saved on this machine.</item>
+/// <item>A is NOT packed (except op(A) = Aᵀ, below): the micro-kernel reads 6 rows of A in place through 6 row
+///   pointers and broadcasts one element per row per k step. Packing A cost more than it saved on this machine.</item>
 /// <item>The 6×16 micro-kernel keeps 12 Vector256 accumulators (6 rows × 2 halves) in registers; with the two B
 ///   vectors and one broadcast that is 15 of the 16 ymm registers.</item>
 /// <item>The 6 C rows of the tile are prefetched before each micro-kernel runs its k loop, so the epilogue's
@@ -24,7 +24,9 @@ namespace Vlm.Core.Kernels;
 /// On AVX-512 CPUs the same design runs a 6×32 micro-kernel on Vector512 over 32-wide B panels (same 12
 /// accumulators, half the loads per flop); it measured ~10–20% faster than the 6×16 kernel on Zen 4.
 /// Threads own disjoint slices of C (columns, or rows when N is narrow) with their own packing buffers: no barriers.
-/// Op(A) = Aᵀ is handled by transposing A once into a pooled row-major buffer (O(M·K), shared read-only).
+/// Op(A) = Aᵀ (the weight gradient gᵀ·x): each thread transposes its MC×KC blocks of op(A) into a small buffer
+/// just before they are used, so no M×K temporary is needed; when a thread's columns span several NC blocks
+/// (which would repack A for each) A is transposed once into a pooled row-major buffer instead.
 /// </summary>
 /// <summary>Activation applied after the bias in a GEMM epilogue.</summary>
 public enum GemmEpilogue { None, Gelu }
@@ -35,13 +37,31 @@ public static unsafe class GemmManaged
 
     /// <summary>VLM_GEMM_AVX512=0 keeps the AVX2 6×16 kernel on AVX-512 machines (for comparisons).</summary>
     private static readonly bool WideEnabled = Environment.GetEnvironmentVariable("VLM_GEMM_AVX512") != "0";
-    /// <summary>k-block depth: a 256×16 B micro-panel (16 KiB) plus 6 A row segments (6 KiB) stay in L1.</summary>
+    // Block sizes (BLIS names). The AVX2 6×16 path keeps the sizes it was tuned with; the AVX-512 6×32 path uses
+    // a deep k block and a short row block, measured on the project's Zen 4 (2 vCPU, L1d 32 KiB, L2 1 MiB per core)
+    // with an interleaved old/new harness timing CPU time at 1 thread (the VM's wall clock swings 2× under load).
+    // Against the old (KC 256, MC 72, NC 512) on the 6×32 path, per-thread shapes of the ViT/BridgeTower Linears:
+    //   KC 128                      −8…−11%      KC 384             +3…+5%
+    //   KC 512                      +1…+8%       KC 768             −3…+10%
+    //   KC 768, NC 256              +2…+9%       KC 768, MC 24      +3…+11%
+    //   KC 1024, MC 24 (chosen)     +2…+15%      KC 1024, NC 256, A tiles outside the B panels   +2…+13%
+    // A 32-wide B micro-panel is KC·128 bytes, so at KC 256 it already filled L1 and was streamed from L2 anyway;
+    // a deeper block mostly saves k-block passes (each re-reads and re-writes the C tiles and re-enters the
+    // micro-kernel). With MC 24 the A block (24×1024 floats, 96 KiB) stays in L2 beside the streamed B panels.
+    // The same sizes on the AVX2 path were −2…+8% (neutral), so AVX2-only CPUs keep the old ones.
+    // Tried and dropped (same harness): a 12×32 micro-kernel (24 zmm accumulators) — reading A in place through
+    // 12 row pointers the JIT spills every accumulator on each k step; over a k-major packed A panel it compiles
+    // clean but measured 0.81–1.04× the old code with (KC, MC) = (1024, 48), (512, 96), (256, 144), below the
+    // 6×32 kernel at the sizes above. Equal-depth k blocks (1576 = 2×788 rather than 1024 + 552): no difference.
+    // Handing 2-thread column chunks out dynamically (4 or 2 per thread): lost in the wall-clock noise. Freeing
+    // the general register the 6×32 loop spills (an A row pointer) by not keeping C row pointers live: 1.00×.
+    /// <summary>k-block depth (AVX2 path): a 256×16 B micro-panel (16 KiB) plus 6 A row segments (6 KiB) stay in L1.</summary>
     private const int KC = 256;
-    /// <summary>Row block: an MC×KC slab of A (72 KiB) is reused from L2 across the column panels. KC/MC/NC were
-    /// checked against (128, 72, 512), (256, 144, 512), (256, 72, 1024), (192, 96, 768): no variant was better
-    /// beyond the ±10% noise of the shared machine.</summary>
+    /// <summary>Row block (AVX2 path): an MC×KC slab of A (72 KiB) is reused from L2 across the column panels.</summary>
     private const int MC = 72;
-    /// <summary>Column block: the packed KC×NC B block (512 KiB) lives in L2/L3 and is reused across all row blocks.</summary>
+    /// <summary>k-block depth and row block of the AVX-512 path (see above).</summary>
+    private const int KcWide = 1024, McWide = 24;
+    /// <summary>Column block: the packed KC×NC B block is reused across all row blocks of a thread's share.</summary>
     private const int NC = 512;
 
     public static bool IsAccelerated => Fma.IsSupported && Avx.IsSupported;
@@ -86,19 +106,23 @@ public static unsafe class GemmManaged
         float[]? aT = null;
         try
         {
-            if (transA)
+            // With AVX the blocked kernel packs Aᵀ's row blocks itself (see Block) unless each thread's columns span
+            // several NC blocks: then that packing would be repeated per block (measured ~9% slower for 768×3072×1576
+            // than one transpose up front). The portable path always transposes.
+            if (transA && (!IsAccelerated || n > NC * Math.Max(1, Math.Min(maxThreads, Environment.ProcessorCount))))
             {
                 // op(A) = Aᵀ: A is stored K×M. Transpose once to M×K so the kernel can read rows in place.
                 aT = ArrayPool<float>.Shared.Rent(m * k);
                 TransposeInto(a, lda, k, m, aT, maxThreads > 1);
                 a = aT.AsSpan(0, m * k);
                 lda = k;
+                transA = false;
             }
             fixed (float* pa = a)
             fixed (float* pb = b)
             fixed (float* pc = c)
             {
-                Run(transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, maxThreads, wide, epi);
+                Run(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, maxThreads, wide, epi);
             }
         }
         finally
@@ -107,7 +131,7 @@ public static unsafe class GemmManaged
         }
     }
 
-    private static void Run(bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb,
+    private static void Run(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb,
         float beta, float* c, int ldc, int maxThreads, bool wide, Epilogue epi)
     {
         long flops = 2L * m * n * k;
@@ -115,7 +139,7 @@ public static unsafe class GemmManaged
         int threads = maxThreads <= 1 || flops < (1L << 22) ? 1 : Math.Min(maxThreads, Environment.ProcessorCount);
         if (threads <= 1)
         {
-            Block(transB, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, wide, epi);
+            Block(transA, transB, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, wide, epi);
             return;
         }
         // Split columns in whole 16-wide panels when there are enough of them; else rows in whole 6-row tiles.
@@ -126,7 +150,7 @@ public static unsafe class GemmManaged
         threads = Math.Min(threads, units);
         if (threads <= 1)
         {
-            Block(transB, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, wide, epi);
+            Block(transA, transB, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, wide, epi);
             return;
         }
         nint ap = (nint)a, bp = (nint)b, cp = (nint)c;
@@ -134,14 +158,14 @@ public static unsafe class GemmManaged
         {
             int u0 = (int)((long)units * t / threads), u1 = (int)((long)units * (t + 1) / threads);
             if (byCols)
-                Block(transB, 0, m, u0 * nrW, Math.Min(n, u1 * nrW), k, alpha, (float*)ap, lda, (float*)bp, ldb, beta, (float*)cp, ldc, wide, epi);
+                Block(transA, transB, 0, m, u0 * nrW, Math.Min(n, u1 * nrW), k, alpha, (float*)ap, lda, (float*)bp, ldb, beta, (float*)cp, ldc, wide, epi);
             else
-                Block(transB, u0 * MR, Math.Min(m, u1 * MR), 0, n, k, alpha, (float*)ap, lda, (float*)bp, ldb, beta, (float*)cp, ldc, wide, epi);
+                Block(transA, transB, u0 * MR, Math.Min(m, u1 * MR), 0, n, k, alpha, (float*)ap, lda, (float*)bp, ldb, beta, (float*)cp, ldc, wide, epi);
         });
     }
 
     /// <summary>One thread's share: C[m0..m1, n0..n1], with its own pooled B packing buffer.</summary>
-    private static void Block(bool transB, int m0, int m1, int n0, int n1, int k, float alpha,
+    private static void Block(bool transA, bool transB, int m0, int m1, int n0, int n1, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool wide, Epilogue epi)
     {
         if (!IsAccelerated)
@@ -151,26 +175,48 @@ public static unsafe class GemmManaged
             return;
         }
         int nrW = wide ? NRW : NR;
-        int ncMax = Math.Min(NC, RoundUp(n1 - n0, nrW)), kcMax = Math.Min(KC, k);
+        int kcB = wide ? KcWide : KC, mcB = wide ? McWide : MC;
+        int ncMax = Math.Min(NC, RoundUp(n1 - n0, nrW));
+        int kcMax = Math.Min(kcB, k);
         // +16 floats so the buffer can be aligned to 64 bytes by hand (pooled arrays are only 8/16-byte aligned).
         float[] buf = ArrayPool<float>.Shared.Rent(kcMax * ncMax + 16);
+        // op(A) = Aᵀ (A stored K×M): each MC×KC block of op(A) is transposed into this per-thread buffer (row
+        // stride kc) just before its column panels run, so the micro-kernel reads rows in place as usual.
+        // Row stride kc + 16 rounded to 16 floats: a stride of exactly 4 KiB (kc = 1024) would put the 6 rows a
+        // micro-kernel reads into the same L1 set.
+        float[]? aBuf = transA ? ArrayPool<float>.Shared.Rent(Math.Min(mcB, m1 - m0) * (RoundUp(kcMax, 16) + 16) + 16) : null;
         try
         {
             fixed (float* raw = buf)
+            fixed (float* rawA = aBuf)
             {
                 float* packed = (float*)(((nint)raw + 63) & ~(nint)63);
+                float* packedA = (float*)(((nint)rawA + 63) & ~(nint)63);
                 for (int jc = n0; jc < n1; jc += NC)
                 {
                     int nc = Math.Min(NC, n1 - jc);
-                    for (int pc = 0; pc < k; pc += KC)
+                    for (int pc = 0; pc < k; pc += kcMax)
                     {
-                        int kc = Math.Min(KC, k - pc);
+                        int kc = Math.Min(kcMax, k - pc);
                         PackB(transB, b, ldb, pc, kc, jc, nc, packed, nrW);
                         // The first k block applies beta to C's old contents; later blocks accumulate.
                         float betaBlock = pc == 0 ? beta : 1f;
-                        for (int ic = m0; ic < m1; ic += MC)
+                        for (int ic = m0; ic < m1; ic += mcB)
                         {
-                            int mc = Math.Min(MC, m1 - ic);
+                            int mc = Math.Min(mcB, m1 - ic);
+                            float* aBlock;
+                            int ldaBlock;
+                            if (transA)
+                            {
+                                ldaBlock = RoundUp(kc, 16) + 16;
+                                PackATransposed(a, lda, pc, kc, ic, mc, packedA, ldaBlock);
+                                aBlock = packedA;
+                            }
+                            else
+                            {
+                                aBlock = a + (nint)ic * lda + pc;
+                                ldaBlock = lda;
+                            }
                             for (int jr = 0; jr < nc; jr += nrW)
                             {
                                 int nr = Math.Min(nrW, nc - jr);
@@ -178,21 +224,20 @@ public static unsafe class GemmManaged
                                 for (int ir = 0; ir < mc; ir += MR)
                                 {
                                     int mr = Math.Min(MR, mc - ir);
-                                    int row = ic + ir;
-                                    float* aTile = a + (nint)row * lda + pc;
-                                    float* cTile = c + (nint)row * ldc + jc + jr;
+                                    float* aTile = aBlock + (nint)ir * ldaBlock;
+                                    float* cTile = c + (nint)(ic + ir) * ldc + jc + jr;
                                     if (wide)
                                     {
-                                        if (mr == MR && nr == NRW) Kernel6x32(kc, aTile, lda, bPanel, cTile, ldc, alpha, betaBlock);
-                                        else KernelEdge32(kc, aTile, lda, mr, nr, bPanel, cTile, ldc, alpha, betaBlock);
+                                        if (mr == MR && nr == NRW) Kernel6x32(kc, aTile, ldaBlock, bPanel, cTile, ldc, alpha, betaBlock);
+                                        else KernelEdge32(kc, aTile, ldaBlock, mr, nr, bPanel, cTile, ldc, alpha, betaBlock);
                                     }
                                     else if (mr == MR && nr == NR)
                                     {
-                                        Kernel6x16(kc, aTile, lda, bPanel, cTile, ldc, alpha, betaBlock);
+                                        Kernel6x16(kc, aTile, ldaBlock, bPanel, cTile, ldc, alpha, betaBlock);
                                     }
                                     else
                                     {
-                                        KernelEdge(kc, aTile, lda, mr, nr, bPanel, cTile, ldc, alpha, betaBlock);
+                                        KernelEdge(kc, aTile, ldaBlock, mr, nr, bPanel, cTile, ldc, alpha, betaBlock);
                                     }
                                 }
                             }
@@ -206,6 +251,23 @@ public static unsafe class GemmManaged
         finally
         {
             ArrayPool<float>.Shared.Return(buf);
+            if (aBuf is not null) ArrayPool<float>.Shared.Return(aBuf);
+        }
+    }
+
+    /// <summary>dst (mc × kc, row stride ldd) = op(A)[ic..ic+mc, pc..pc+kc] for op(A) = Aᵀ, A stored K×M with row
+    /// stride lda: groups of 8 stored rows (k values) go through the 8×8 register transpose.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackATransposed(float* a, int lda, int pc, int kc, int ic, int mc, float* dst, int ldd)
+    {
+        float* src = a + (nint)pc * lda + ic;
+        int p = 0;
+        for (; p + 8 <= kc; p += 8)
+            PackTransposed8(src + (nint)p * lda, lda, mc, dst + p, ldd);
+        for (; p < kc; p++)
+        {
+            float* s = src + (nint)p * lda;
+            for (int i = 0; i < mc; i++) dst[(nint)i * ldd + p] = s[i];
         }
     }
 

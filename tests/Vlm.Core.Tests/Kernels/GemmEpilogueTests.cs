@@ -8,7 +8,8 @@ namespace Vlm.Core.Tests.Kernels;
 /// the naive product followed by a separate bias add and the scalar GELU.</summary>
 public class GemmEpilogueTests
 {
-    /// <summary>Shapes crossing the kernel's blocks: k blocks (KC 256), row blocks (MC 72), column blocks (NC 512),
+    /// <summary>Shapes crossing the kernel's blocks: k blocks (KC 256 on AVX2, 1024 on AVX-512), row blocks (MC 72 / 24),
+    /// column blocks (NC 512),
     /// edge tiles, and the 2-thread split by columns and by rows.</summary>
     public static TheoryData<int, int, int, bool, bool> Cases()
     {
@@ -46,6 +47,33 @@ public class GemmEpilogueTests
                     Gemm.SgemmBias(false, transB, m, n, k, a, k, b, ldb, c, n, bias, gelu ? GemmEpilogue.Gelu : GemmEpilogue.None, parallel);
                 TensorAssert.Close(expected, c, 2e-4f, 2e-4f, $"{backend} parallel={parallel}");
             }
+    }
+
+    /// <summary>op(A) = Aᵀ through the epilogue: the kernel's block-by-block transposition of A (n ≤ 1024) and the
+    /// up-front transposition (n = 1100), with k crossing the AVX-512 path's 1024-deep k blocks.</summary>
+    [Theory]
+    [InlineData(1, 1, 1)]
+    [InlineData(30, 300, 1030)]
+    [InlineData(7, 1100, 40)]
+    [InlineData(325, 64, 96)]
+    public void TransposedA_MatchesProductThenBiasThenGelu(int m, int n, int k)
+    {
+        var rng = new Rng((ulong)(m * 17 + n * 3 + k));
+        var a = Tensor.Randn([k, m], rng).ToArray(); // stored K×M
+        var b = Tensor.Randn([n, k], rng).ToArray(); // op(B) = Bᵀ, as in a Linear layer
+        var bias = Tensor.Randn([n], rng).ToArray();
+        var expected = new float[m * n];
+        Gemm.SgemmNaive(true, true, m, n, k, 1f, a, m, b, k, 0f, expected, n);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) expected[i * n + j] = FastMath.GeluScalar(expected[i * n + j] + bias[j]);
+        foreach (var parallel in new[] { false, true })
+        {
+            var c = new float[m * n];
+            Array.Fill(c, float.NaN);
+            using (Gemm.Use(GemmBackend.Managed))
+                Gemm.SgemmBias(true, true, m, n, k, a, m, b, k, c, n, bias, GemmEpilogue.Gelu, parallel);
+            TensorAssert.Close(expected, c, 5e-4f, 2e-4f, $"m={m} n={n} k={k} parallel={parallel}");
+        }
     }
 
     [Fact]

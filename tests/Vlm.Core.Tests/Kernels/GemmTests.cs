@@ -128,6 +128,22 @@ public class GemmTests
                         CheckOne(backend, ta, tb, m, n, k, alpha, beta, pad, parallel, rng);
     }
 
+    /// <summary>Shapes crossing the AVX-512 path's blocks (KC 1024, MC 24, NC 512) and the two ways op(A) = Aᵀ is
+    /// handled: transposed block by block inside the kernel (each thread's columns within one NC block) or once up
+    /// front (n = 1100 spans several). BridgeTower's 325 image tokens split by rows. beta 0 runs over NaN in C;
+    /// beta 1 is the weight-gradient accumulation (dW += gᵀ·x).</summary>
+    [Theory]
+    [MemberData(nameof(BackendsAndTransposes))]
+    public void DeepKAndLongMN_AlphaBeta_MatchNaive(Kernel backend, bool ta, bool tb)
+    {
+        if (backend == Kernel.Naive) return;
+        var rng = new Rng(7);
+        foreach (var (m, n, k) in new[] { (30, 300, 1030), (325, 70, 200), (7, 1100, 300), (20, 530, 1025) })
+            foreach (var (alpha, beta) in new[] { (1f, 0f), (1f, 1f), (-0.5f, 0.25f) })
+                foreach (bool parallel in new[] { false, true })
+                    CheckOne(backend, ta, tb, m, n, k, alpha, beta, beta == 1f ? 1 : 0, parallel, rng, nanC: beta == 0f);
+    }
+
     [Theory]
     [MemberData(nameof(BackendsAndTransposes))]
     public void BetaZero_IgnoresNaNInC(Kernel backend, bool ta, bool tb)
