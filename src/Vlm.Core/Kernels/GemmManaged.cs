@@ -26,8 +26,8 @@ namespace Vlm.Core.Kernels;
 /// Threads own disjoint slices of C (columns, or rows when N is narrow) with their own packing buffers: no barriers.
 /// Op(A) = Aᵀ is handled by transposing A once into a pooled row-major buffer (O(M·K), shared read-only).
 /// </summary>
-/// <summary>Activation applied after the bias in a GEMM epilogue.</summary>
-public enum GemmEpilogue { None, Gelu }
+/// <summary>Activation applied after the bias in a GEMM epilogue: exact (erf) GELU, or CLIP's QuickGELU x·σ(1.702x).</summary>
+public enum GemmEpilogue { None, Gelu, QuickGelu }
 
 public static unsafe class GemmManaged
 {
@@ -222,6 +222,7 @@ public static unsafe class GemmManaged
                 var row = new Span<float>(c + (nint)i * ldc + n0, n);
                 if (bias != null) System.Numerics.Tensors.TensorPrimitives.Add(row, bs, row);
                 if (act == GemmEpilogue.Gelu) FastMath.Gelu(row, row);
+                else if (act == GemmEpilogue.QuickGelu) FastMath.QuickGelu(row, row);
             }
         }
     }

@@ -107,6 +107,12 @@ public static partial class F
         var probsOut = wantProbs && dmask != null ? Tensor.NewResult([B, H, Tq, Tk]) : probs;
         float[] od = output.Data;
 
+        if (!keepP && dmask == null && !UseReferenceAttention)
+        {
+            BlockedForward(B, H, Tq, Tk, D, Dv, scale, ql, kl, vl, mF, mB, ms, mOff, causal, od);
+            return (output, null);
+        }
+
         Parallel.For(0, heads, new ParallelOptions { MaxDegreeOfParallelism = heads * (long)tt * (D + Dv) < 20000 ? 1 : -1 },
             () => new float[2 * tt],
             (i, _, scratch) =>
@@ -208,5 +214,81 @@ public static partial class F
             return [dq, dk, dv, dScores?.SumTo(mask!.Shape)];
         });
         return (output, probsOut);
+    }
+
+    /// <summary>Forces the per-head reference forward (one Q·Kᵀ GEMM, row softmax, one P·V GEMM): tests compare the
+    /// blocked inference path with it, and VLM_SDPA_REF=1 selects it at run time for interleaved A/B timings.</summary>
+    [ThreadStatic] internal static bool ForceReferenceAttention;
+
+    private static bool UseReferenceAttention =>
+        ForceReferenceAttention || Environment.GetEnvironmentVariable("VLM_SDPA_REF") == "1";
+
+    /// <summary>Query rows per work item of the blocked forward. Splitting a head's rows re-packs Kᵀ and V per block
+    /// and measured slower than whole heads when there are enough heads to feed the cores (row blocks of 72 did not
+    /// gain from keeping the score block in L1/L2: the 325×325 scores of a head fit the 1 MiB L2 anyway), so heads
+    /// are only split when there are fewer than two per core. VLM_SDPA_ROWS overrides it (tuning).</summary>
+    private static int AttentionRowBlock(int heads, int tq)
+    {
+        var env = Environment.GetEnvironmentVariable("VLM_SDPA_ROWS");
+        if (env != null && int.TryParse(env, out int forced) && forced > 0) return Math.Min(forced, tq);
+        int want = 2 * Environment.ProcessorCount;
+        if (heads >= want) return tq;
+        int blocks = (want + heads - 1) / heads;
+        return Math.Max(6, ((tq + blocks - 1) / blocks + 5) / 6 * 6);
+    }
+
+    /// <summary>
+    /// Inference forward (no probabilities kept, no dropout), per (batch, head, query-row block): S = scale·Q_blk·Kᵀ
+    /// into a block that stays in cache, then one pass per row adds the mask and finds the max, one pass takes
+    /// exp(s − max) and its sum, O_blk = exp(S)·V is written straight into the (B, Tq, H, Dv) output and its rows are
+    /// divided by the sums (Dv values per row instead of Tk). Fully masked rows give NaN, as the reference does.
+    /// </summary>
+    private static void BlockedForward(int B, int H, int Tq, int Tk, int D, int Dv, float scale, HeadLayout ql, HeadLayout kl,
+        HeadLayout vl, float[]? mF, byte[]? mB, int[]? ms, int mOff, bool causal, float[] od)
+    {
+        int rb = AttentionRowBlock(B * H, Tq);
+        int nblk = (Tq + rb - 1) / rb;
+        int items = B * H * nblk;
+        long work = (long)B * H * Tq * Tk * (D + Dv);
+        Parallel.For(0, items, new ParallelOptions { MaxDegreeOfParallelism = work < 20000 ? 1 : -1 },
+            () => new float[rb * Tk + rb],
+            (it, _, scratch) =>
+            {
+                int blk = it % nblk, bh = it / nblk, b = bh / H, h = bh % H;
+                int r0 = blk * rb, rows = Math.Min(rb, Tq - r0);
+                var s = scratch.AsSpan(0, rows * Tk);
+                var inv = scratch.AsSpan(rb * Tk, rows);
+                Gemm.Sgemm(false, true, rows, Tk, D, scale, ql.Data.AsSpan(ql.Base(b, h) + r0 * ql.RowStride), ql.RowStride,
+                    kl.Data.AsSpan(kl.Base(b, h)), kl.RowStride, 0f, s, Tk, parallel: false);
+                for (int i = 0; i < rows; i++)
+                {
+                    int r = r0 + i;
+                    var row = s.Slice(i * Tk, Tk);
+                    if (mF != null)
+                    {
+                        int mo = mOff + b * ms![0] + h * ms[1] + r * ms[2];
+                        if (ms[3] == 1) TensorPrimitives.Add(row, mF.AsSpan(mo, Tk), row);
+                        else for (int j = 0; j < Tk; j++) row[j] += mF[mo + j * ms[3]];
+                    }
+                    else if (mB != null)
+                    {
+                        int mo = mOff + b * ms![0] + h * ms[1] + r * ms[2];
+                        for (int j = 0; j < Tk; j++) if (mB[mo + j * ms[3]] == 0) row[j] = float.NegativeInfinity;
+                    }
+                    if (causal && r + 1 < Tk) row[(r + 1)..].Fill(float.NegativeInfinity);
+                    float max = TensorPrimitives.Max(row);
+                    if (float.IsNegativeInfinity(max)) { row.Fill(float.NaN); inv[i] = 1f; continue; }
+                    inv[i] = 1f / FastMath.ExpShiftSum(row, max);
+                }
+                int oo = b * Tq * H * Dv + r0 * H * Dv + h * Dv;
+                Gemm.Sgemm(false, false, rows, Dv, Tk, 1f, s, Tk, vl.Data.AsSpan(vl.Base(b, h)), vl.RowStride,
+                    0f, od.AsSpan(oo), H * Dv, parallel: false);
+                for (int i = 0; i < rows; i++)
+                {
+                    var orow = od.AsSpan(oo + i * H * Dv, Dv);
+                    TensorPrimitives.Multiply(orow, inv[i], orow);
+                }
+                return scratch;
+            }, _ => { });
     }
 }

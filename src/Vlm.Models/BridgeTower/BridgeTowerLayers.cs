@@ -127,6 +127,9 @@ public sealed class BtLinear : Module
 
     /// <summary>gelu(Forward(x)) (exact erf GELU), fused into the GEMM epilogue in no-grad inference.</summary>
     public Tensor ForwardGelu(Tensor x) => F.Linear(x, Weight, Bias, gelu: true);
+
+    /// <summary>quick_gelu(Forward(x)) (CLIP's x·σ(1.702x)), fused into the GEMM epilogue in no-grad inference.</summary>
+    public Tensor ForwardQuickGelu(Tensor x) => F.Linear(x, Weight, Bias, Vlm.Core.Kernels.GemmEpilogue.QuickGelu);
 }
 
 /// <summary>nn.LayerNorm over the last dim.</summary>
@@ -145,6 +148,13 @@ public sealed class BtLayerNorm : Module
     }
 
     public Tensor Forward(Tensor x) => F.LayerNorm(x, [_n], Weight, Bias, Eps);
+
+    /// <summary>Forward(x + residual), one pass in no-grad inference (F.AddLayerNorm).</summary>
+    public Tensor ForwardAdd(Tensor x, Tensor residual) => F.AddLayerNorm(x, residual, [_n], Weight, Bias, Eps);
+
+    /// <summary>(x + residual, Forward(x + residual)), one pass in no-grad inference (F.AddLayerNormWithSum).</summary>
+    public (Tensor Sum, Tensor Normed) ForwardAddWithSum(Tensor x, Tensor residual) =>
+        F.AddLayerNormWithSum(x, residual, [_n], Weight, Bias, Eps);
 }
 
 /// <summary>
@@ -248,11 +258,11 @@ public sealed class BtResidualOutput : Module
 
     public Tensor Forward(Tensor x, Tensor residual)
     {
-        var h = F.Dropout(_dense.Forward(x), _dropout, Training, _ctx.DropoutRng);
-        var s = h.Add(residual);
+        var d = _dense.Forward(x);
+        var h = F.Dropout(d, _dropout, Training, _ctx.DropoutRng);
+        if (!ReferenceEquals(h, d)) BtInit.Free(d);
+        var o = _ln.ForwardAdd(h, residual);
         BtInit.Free(h);
-        var o = _ln.Forward(s);
-        BtInit.Free(s);
         return o;
     }
 }
@@ -483,13 +493,10 @@ public sealed class BtResidualAttention : Module
         var l1 = _ln1.Forward(x);
         var a = Attention(l1);
         BtInit.Free(l1);
-        var r = x.Add(a);
+        var (r, l2) = _ln2.ForwardAddWithSum(x, a);
         BtInit.Free(a);
-        var l2 = _ln2.Forward(r);
-        var h = _fc.Forward(l2);
+        var g = _fc.ForwardQuickGelu(l2);
         BtInit.Free(l2);
-        var g = h.QuickGelu();
-        BtInit.Free(h);
         var p = _proj.Forward(g);
         BtInit.Free(g);
         var o = r.Add(p);
@@ -663,6 +670,7 @@ public sealed class BtLinkTower : Module
 
     public Tensor Forward(Tensor hidden, Tensor crossHidden)
     {
+        if (_type == LinkTowerType.Add) return _ln.ForwardAdd(hidden, crossHidden);
         Tensor mixed = _type switch
         {
             LinkTowerType.Add => hidden.Add(crossHidden),
