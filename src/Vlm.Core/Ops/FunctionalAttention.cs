@@ -107,36 +107,46 @@ public static partial class F
         var probsOut = wantProbs && dmask != null ? Tensor.NewResult([B, H, Tq, Tk]) : probs;
         float[] od = output.Data;
 
-        if (!keepP && dmask == null && !UseReferenceAttention)
+        bool reference = UseReferenceAttention;
+        if (!keepP && dmask == null && !reference)
         {
             BlockedForward(B, H, Tq, Tk, D, Dv, scale, ql, kl, vl, mF, mB, ms, mOff, causal, od);
             return (output, null);
         }
 
         Parallel.For(0, heads, new ParallelOptions { MaxDegreeOfParallelism = heads * (long)tt * (D + Dv) < 20000 ? 1 : -1 },
-            () => new float[2 * tt],
+            () => new float[2 * tt + Tq],
             (i, _, scratch) =>
             {
                 int b = i / H, h = i % H;
                 var p = keepP ? probs!.Data.AsSpan(i * tt, tt) : scratch.AsSpan(0, tt);
                 Gemm.Sgemm(false, true, Tq, Tk, D, scale, ql.Data.AsSpan(ql.Base(b, h)), ql.RowStride,
                     kl.Data.AsSpan(kl.Base(b, h)), kl.RowStride, 0f, p, Tk, parallel: innerParallel);
-                for (int r = 0; r < Tq; r++)
+                if (reference)
                 {
-                    var row = p.Slice(r * Tk, Tk);
-                    if (mF != null)
+                    for (int r = 0; r < Tq; r++)
                     {
-                        int mo = mOff + b * ms![0] + h * ms[1] + r * ms[2];
-                        if (ms[3] == 1) TensorPrimitives.Add(row, mF.AsSpan(mo, Tk), row);
-                        else for (int j = 0; j < Tk; j++) row[j] += mF[mo + j * ms[3]];
+                        var row = p.Slice(r * Tk, Tk);
+                        MaskRow(row, b, h, r, mF, mB, ms, mOff, causal);
+                        SoftmaxRow(row, row);
                     }
-                    else if (mB != null)
+                }
+                else
+                {
+                    // The same rows → exp → PV → ÷sum arithmetic as the blocked inference forward, so asking for the
+                    // probabilities (or recording) does not change the output's bits.
+                    var inv = scratch.AsSpan(2 * tt, Tq);
+                    ExpRows(p, 0, Tq, Tk, b, h, mF, mB, ms, mOff, causal, inv);
+                    if (dmask == null)
                     {
-                        int mo = mOff + b * ms![0] + h * ms[1] + r * ms[2];
-                        for (int j = 0; j < Tk; j++) if (mB[mo + j * ms[3]] == 0) row[j] = float.NegativeInfinity;
+                        int oo = b * Tq * H * Dv + h * Dv;
+                        Gemm.Sgemm(false, false, Tq, Dv, Tk, 1f, p, Tk, vl.Data.AsSpan(vl.Base(b, h)), vl.RowStride,
+                            0f, od.AsSpan(oo), H * Dv, parallel: innerParallel);
+                        ScaleRows(od, oo, H * Dv, Dv, inv);
+                        for (int r = 0; r < Tq; r++) { var row = p.Slice(r * Tk, Tk); TensorPrimitives.Multiply(row, inv[r], row); }
+                        return scratch;
                     }
-                    if (causal) for (int j = r + 1; j < Tk; j++) row[j] = float.NegativeInfinity;
-                    SoftmaxRow(row, row);
+                    for (int r = 0; r < Tq; r++) { var row = p.Slice(r * Tk, Tk); TensorPrimitives.Multiply(row, inv[r], row); }
                 }
                 Span<float> pd = p;
                 if (dmask != null)
@@ -216,8 +226,9 @@ public static partial class F
         return (output, probsOut);
     }
 
-    /// <summary>Forces the per-head reference forward (one Q·Kᵀ GEMM, row softmax, one P·V GEMM): tests compare the
-    /// blocked inference path with it, and VLM_SDPA_REF=1 selects it at run time for interleaved A/B timings.</summary>
+    /// <summary>Forces the reference forward: per head one Q·Kᵀ GEMM, the plain row softmax (max, subtract, exp, sum,
+    /// scale: five passes) and one P·V GEMM on the normalised P, the algorithm the fast paths replaced. Tests compare
+    /// the fast paths with it; VLM_SDPA_REF=1 selects it at run time for interleaved A/B timings.</summary>
     [ThreadStatic] internal static bool ForceReferenceAttention;
 
     private static bool UseReferenceAttention =>
@@ -260,35 +271,57 @@ public static partial class F
                 var inv = scratch.AsSpan(rb * Tk, rows);
                 Gemm.Sgemm(false, true, rows, Tk, D, scale, ql.Data.AsSpan(ql.Base(b, h) + r0 * ql.RowStride), ql.RowStride,
                     kl.Data.AsSpan(kl.Base(b, h)), kl.RowStride, 0f, s, Tk, parallel: false);
-                for (int i = 0; i < rows; i++)
-                {
-                    int r = r0 + i;
-                    var row = s.Slice(i * Tk, Tk);
-                    if (mF != null)
-                    {
-                        int mo = mOff + b * ms![0] + h * ms[1] + r * ms[2];
-                        if (ms[3] == 1) TensorPrimitives.Add(row, mF.AsSpan(mo, Tk), row);
-                        else for (int j = 0; j < Tk; j++) row[j] += mF[mo + j * ms[3]];
-                    }
-                    else if (mB != null)
-                    {
-                        int mo = mOff + b * ms![0] + h * ms[1] + r * ms[2];
-                        for (int j = 0; j < Tk; j++) if (mB[mo + j * ms[3]] == 0) row[j] = float.NegativeInfinity;
-                    }
-                    if (causal && r + 1 < Tk) row[(r + 1)..].Fill(float.NegativeInfinity);
-                    float max = TensorPrimitives.Max(row);
-                    if (float.IsNegativeInfinity(max)) { row.Fill(float.NaN); inv[i] = 1f; continue; }
-                    inv[i] = 1f / FastMath.ExpShiftSum(row, max);
-                }
+                ExpRows(s, r0, rows, Tk, b, h, mF, mB, ms, mOff, causal, inv);
                 int oo = b * Tq * H * Dv + r0 * H * Dv + h * Dv;
                 Gemm.Sgemm(false, false, rows, Dv, Tk, 1f, s, Tk, vl.Data.AsSpan(vl.Base(b, h)), vl.RowStride,
                     0f, od.AsSpan(oo), H * Dv, parallel: false);
-                for (int i = 0; i < rows; i++)
-                {
-                    var orow = od.AsSpan(oo + i * H * Dv, Dv);
-                    TensorPrimitives.Multiply(orow, inv[i], orow);
-                }
+                ScaleRows(od, oo, H * Dv, Dv, inv);
                 return scratch;
             }, _ => { });
+    }
+
+    /// <summary>Adds the float mask (or applies the boolean mask and causal cut) to score row r of head (b, h).</summary>
+    private static void MaskRow(Span<float> row, int b, int h, int r, float[]? mF, byte[]? mB, int[]? ms, int mOff, bool causal)
+    {
+        int tk = row.Length;
+        if (mF != null)
+        {
+            int mo = mOff + b * ms![0] + h * ms[1] + r * ms[2];
+            if (ms[3] == 1) TensorPrimitives.Add(row, mF.AsSpan(mo, tk), row);
+            else for (int j = 0; j < tk; j++) row[j] += mF[mo + j * ms[3]];
+        }
+        else if (mB != null)
+        {
+            int mo = mOff + b * ms![0] + h * ms[1] + r * ms[2];
+            for (int j = 0; j < tk; j++) if (mB[mo + j * ms[3]] == 0) row[j] = float.NegativeInfinity;
+        }
+        if (causal && r + 1 < tk) row[(r + 1)..].Fill(float.NegativeInfinity);
+    }
+
+    /// <summary>Score rows r0.. r0+rows of head (b, h) in <paramref name="s"/> become exp(s + mask − max) (unnormalised
+    /// softmax, two passes: max, then exp with its sum); inv[i] gets 1/sum. A row with every score −inf becomes NaN
+    /// (torch's result for a fully masked row).</summary>
+    private static void ExpRows(Span<float> s, int r0, int rows, int tk, int b, int h, float[]? mF, byte[]? mB, int[]? ms,
+        int mOff, bool causal, Span<float> inv)
+    {
+        for (int i = 0; i < rows; i++)
+        {
+            var row = s.Slice(i * tk, tk);
+            MaskRow(row, b, h, r0 + i, mF, mB, ms, mOff, causal);
+            float max = TensorPrimitives.Max(row);
+            if (float.IsNegativeInfinity(max)) { row.Fill(float.NaN); inv[i] = 1f; continue; }
+            inv[i] = 1f / FastMath.ExpShiftSum(row, max);
+        }
+    }
+
+    /// <summary>Multiplies output rows (n values each, <paramref name="ld"/> apart from offset <paramref name="off"/>)
+    /// by the softmax normalisers.</summary>
+    private static void ScaleRows(float[] o, int off, int ld, int n, ReadOnlySpan<float> inv)
+    {
+        for (int i = 0; i < inv.Length; i++)
+        {
+            var orow = o.AsSpan(off + i * ld, n);
+            TensorPrimitives.Multiply(orow, inv[i], orow);
+        }
     }
 }
