@@ -12,6 +12,7 @@ public static class BenchBridgeTower
     {
         yield return new BenchCase("bridgetower_base_forward_b1", "BridgeTowerModel (base config) forward, B1 288px 50tok", o => Run(o, 1));
         yield return new BenchCase("bridgetower_base_forward_b8", "BridgeTowerModel (base config) forward, B8 288px 50tok", o => Run(o, 8));
+        yield return new BenchCase("bridgetower_forward_ab", "bridgetower_base_forward b1 and b8, new vs reference paths (VLM_SDPA_REF + VLM_FUSION_REF) interleaved in one process", ForwardAb);
         yield return new BenchCase("bridgetower_parts_ab", "BridgeTower attention / fused pieces, new vs reference path interleaved (ms; profiling aid)", PartsAb);
     }
 
@@ -86,5 +87,62 @@ public static class BenchBridgeTower
             yield return new BenchResult("bridgetower_parts_ab", "new", parts[i].name, o.Threads, ms[2 * i + 1] / ms[2 * i], ms[2 * i], Bench.PeakMb());
             yield return new BenchResult("bridgetower_parts_ab", "ref", parts[i].name, o.Threads, 0, ms[2 * i + 1], Bench.PeakMb());
         }
+    }
+
+    /// <summary>Whole-model A/B: per batch size, rounds of (new, reference) forwards; "gflops" holds ref/new of the
+    /// medians, and each round's ratio is printed to stderr.</summary>
+    private static IEnumerable<BenchResult> ForwardAb(BenchOptions o)
+    {
+        var (model, _) = BridgeTowerWeights.LoadModel(new BridgeTowerConfig(), null, new Rng(0));
+        model.Eval();
+        var only = Environment.GetEnvironmentVariable("VLM_AB_BATCH");
+        foreach (int batch in new[] { 1, 8 })
+        {
+            if (only != null && only != batch.ToString(System.Globalization.CultureInfo.InvariantCulture)) continue;
+            var rng = new Rng(1);
+            var ids = new long[batch * 50];
+            for (int i = 0; i < ids.Length; i++) ids[i] = 3 + (long)(rng.NextDouble() * 997);
+            var input = Tensor.FromArray(ids, batch, 50);
+            var pixels = Tensor.Randn([batch, 3, 288, 288], rng);
+            void Run(bool reference)
+            {
+                string? v = reference ? "1" : null;
+                Environment.SetEnvironmentVariable("VLM_SDPA_REF", v);
+                Environment.SetEnvironmentVariable("VLM_FUSION_REF", v);
+                using (Tensor.NoGrad())
+                {
+                    var r = model.Forward(input, null, pixels);
+                    r.TextFeatures.Dispose(); r.ImageFeatures.Dispose(); r.PoolerOutput.Dispose();
+                }
+                Environment.SetEnvironmentVariable("VLM_SDPA_REF", null);
+                Environment.SetEnvironmentVariable("VLM_FUSION_REF", null);
+            }
+            Run(false); Run(true);
+            var tNew = new double[o.Reps]; var tRef = new double[o.Reps];
+            for (int i = 0; i < o.Reps; i++)
+            {
+                // Alternate which goes first, so a drift in machine speed does not favour one side.
+                bool refFirst = i % 2 == 1;
+                for (int j = 0; j < 2; j++)
+                {
+                    bool reference = (j == 0) == refFirst;
+                    long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                    Run(reference);
+                    double ms = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                    if (reference) tRef[i] = ms; else tNew[i] = ms;
+                }
+                Console.Error.WriteLine($"b{batch} round {i + 1} {DateTime.UtcNow:HH:mm:ss}: new {tNew[i]:F0} ms, ref {tRef[i]:F0} ms, ref/new {tRef[i] / tNew[i]:F3}");
+            }
+            double mNew = Median(tNew), mRef = Median(tRef);
+            yield return new BenchResult($"bridgetower_forward_ab_b{batch}", "new", $"B{batch} 288px 50tok", o.Threads, mRef / mNew, mNew, Bench.PeakMb());
+            yield return new BenchResult($"bridgetower_forward_ab_b{batch}", "ref", $"B{batch} 288px 50tok", o.Threads, 0, mRef, Bench.PeakMb());
+        }
+    }
+
+    private static double Median(double[] t)
+    {
+        var s = (double[])t.Clone();
+        Array.Sort(s);
+        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
     }
 }

@@ -181,6 +181,24 @@ public class AttentionBlockedForwardTests
     }
 
     [Fact]
+    public void EmptyQueriesOrKeysMatchTheReference()
+    {
+        var rng = new Rng(8);
+        var q0 = Tensor.Zeros(1, 2, 0, 4); var k3 = Tensor.Randn([1, 2, 3, 4], rng); var v3 = Tensor.Randn([1, 2, 3, 4], rng);
+        using (Tensor.NoGrad())
+        {
+            Assert.Equal([1, 2, 0, 4], F.ScaledDotProductAttention(q0, k3, v3).ShapeArray());
+            F.ForceReferenceAttention = true;
+            try { Assert.Equal([1, 2, 0, 4], F.ScaledDotProductAttention(q0, k3, v3).ShapeArray()); }
+            finally { F.ForceReferenceAttention = false; }
+        }
+        var q = Tensor.Randn([1, 2, 3, 4], rng); var k = Tensor.Zeros(1, 2, 0, 4); var v = Tensor.Zeros(1, 2, 0, 5);
+        Same(() => F.ScaledDotProductAttention(q, k, v), "no keys");
+        Assert.All(F.ScaledDotProductAttention(q, k, v).ToArray(), x => Assert.Equal(0f, x));
+        Assert.Equal([1, 2, 3, 0], F.ScaledDotProductAttentionWithProbs(q, k, v).Probs.ShapeArray());
+    }
+
+    [Fact]
     public void FullyMaskedRowsAreNaNAndOthersAreNot()
     {
         using var _ = Tensor.NoGrad();

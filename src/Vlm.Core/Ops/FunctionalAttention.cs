@@ -108,13 +108,17 @@ public static partial class F
         float[] od = output.Data;
 
         bool reference = UseReferenceAttention;
-        if (!keepP && dmask == null && !reference)
+        if (tt == 0 || heads == 0)
+        {
+            // No queries or no keys: an empty output, or zeros (the empty sum over keys); nothing to read.
+            Array.Clear(od, 0, B * Tq * H * Dv);
+        }
+        else if (!keepP && dmask == null && !reference)
         {
             BlockedForward(B, H, Tq, Tk, D, Dv, scale, ql, kl, vl, mF, mB, ms, mOff, causal, od);
             return (output, null);
         }
-
-        Parallel.For(0, heads, new ParallelOptions { MaxDegreeOfParallelism = heads * (long)tt * (D + Dv) < 20000 ? 1 : -1 },
+        else Parallel.For(0, heads, new ParallelOptions { MaxDegreeOfParallelism = heads * (long)tt * (D + Dv) < 20000 ? 1 : -1 },
             () => new float[2 * tt + Tq],
             (i, _, scratch) =>
             {
@@ -174,6 +178,10 @@ public static partial class F
             var gc = g;
             var gl = HeadLayout.Of(ref gc);
             bool nq = q.RequiresGrad, nk = k.RequiresGrad, nv = v.RequiresGrad;
+            if (tt == 0 || heads == 0)
+                return mF == null ? [nq ? Tensor.Zeros(q.ShapeArray()) : null, nk ? Tensor.Zeros(k.ShapeArray()) : null, nv ? Tensor.Zeros(v.ShapeArray()) : null]
+                    : [nq ? Tensor.Zeros(q.ShapeArray()) : null, nk ? Tensor.Zeros(k.ShapeArray()) : null, nv ? Tensor.Zeros(v.ShapeArray()) : null,
+                        mask!.RequiresGrad ? Tensor.Zeros(mask.ShapeArray()) : null];
             // Gradients in (B, T, H, D) storage, viewed as (B, H, T, D): the backward of the caller's transpose is then
             // contiguous and flows into the projection's backward without a copy.
             var dq = nq ? HeadsLastView(B, H, Tq, D) : null;
@@ -257,12 +265,14 @@ public static partial class F
     private static void BlockedForward(int B, int H, int Tq, int Tk, int D, int Dv, float scale, HeadLayout ql, HeadLayout kl,
         HeadLayout vl, float[]? mF, byte[]? mB, int[]? ms, int mOff, bool causal, float[] od)
     {
+        if (B * H == 0 || Tq == 0 || Dv == 0) return;
         int rb = AttentionRowBlock(B * H, Tq);
         int nblk = (Tq + rb - 1) / rb;
         int items = B * H * nblk;
         long work = (long)B * H * Tq * Tk * (D + Dv);
         Parallel.For(0, items, new ParallelOptions { MaxDegreeOfParallelism = work < 20000 ? 1 : -1 },
-            () => new float[rb * Tk + rb],
+            // Pooled: a fresh per-call scratch of this size is a zeroed large-object allocation per worker.
+            () => System.Buffers.ArrayPool<float>.Shared.Rent(rb * Tk + rb),
             (it, _, scratch) =>
             {
                 int blk = it % nblk, bh = it / nblk, b = bh / H, h = bh % H;
@@ -277,7 +287,7 @@ public static partial class F
                     0f, od.AsSpan(oo), H * Dv, parallel: false);
                 ScaleRows(od, oo, H * Dv, Dv, inv);
                 return scratch;
-            }, _ => { });
+            }, scratch => System.Buffers.ArrayPool<float>.Shared.Return(scratch));
     }
 
     /// <summary>Adds the float mask (or applies the boolean mask and causal cut) to score row r of head (b, h).</summary>
@@ -304,6 +314,7 @@ public static partial class F
     private static void ExpRows(Span<float> s, int r0, int rows, int tk, int b, int h, float[]? mF, byte[]? mB, int[]? ms,
         int mOff, bool causal, Span<float> inv)
     {
+        if (tk == 0) { inv[..rows].Fill(1f); return; }   // no keys: the empty product gives zeros, as before
         for (int i = 0; i < rows; i++)
         {
             var row = s.Slice(i * tk, tk);

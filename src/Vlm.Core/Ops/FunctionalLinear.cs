@@ -36,7 +36,9 @@ public static partial class F
         if (!Enum.IsDefined(activation)) throw new ArgumentOutOfRangeException(nameof(activation), $"unknown linear activation {activation}");
         Tensor[] inputs = bias is null ? [x, weight] : [x, weight, bias];
         bool record = Recorder.ShouldRecord(inputs);
-        if (activation != GemmEpilogue.None && record)
+        // VLM_FUSION_REF=1 runs QuickGELU as its own pass (interleaved A/B timings of whole models).
+        if (activation != GemmEpilogue.None && (record
+            || activation == GemmEpilogue.QuickGelu && Environment.GetEnvironmentVariable("VLM_FUSION_REF") == "1"))
         {
             var pre = Linear(x, weight, bias);
             return activation switch

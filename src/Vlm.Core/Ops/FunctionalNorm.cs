@@ -97,7 +97,9 @@ public static partial class F
         var inputs = new List<Tensor> { x, residual };
         if (weight != null) inputs.Add(weight);
         if (bias != null) inputs.Add(bias);
-        if (Recorder.ShouldRecord(inputs.ToArray()) || !x.Shape.SequenceEqual(residual.Shape))
+        // VLM_FUSION_REF=1: the composed ops, for interleaved A/B timings of whole models.
+        if (Recorder.ShouldRecord(inputs.ToArray()) || !x.Shape.SequenceEqual(residual.Shape)
+            || Environment.GetEnvironmentVariable("VLM_FUSION_REF") == "1")
         {
             var s = x.Add(residual);
             var ln = LayerNorm(s, normalizedShape, weight, bias, eps);
