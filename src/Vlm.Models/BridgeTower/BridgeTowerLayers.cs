@@ -148,13 +148,6 @@ public sealed class BtLayerNorm : Module
     }
 
     public Tensor Forward(Tensor x) => F.LayerNorm(x, [_n], Weight, Bias, Eps);
-
-    /// <summary>Forward(x + residual), one pass in no-grad inference (F.AddLayerNorm).</summary>
-    public Tensor ForwardAdd(Tensor x, Tensor residual) => F.AddLayerNorm(x, residual, [_n], Weight, Bias, Eps);
-
-    /// <summary>(x + residual, Forward(x + residual)), one pass in no-grad inference (F.AddLayerNormWithSum).</summary>
-    public (Tensor Sum, Tensor Normed) ForwardAddWithSum(Tensor x, Tensor residual) =>
-        F.AddLayerNormWithSum(x, residual, [_n], Weight, Bias, Eps);
 }
 
 /// <summary>
@@ -258,11 +251,12 @@ public sealed class BtResidualOutput : Module
 
     public Tensor Forward(Tensor x, Tensor residual)
     {
-        var d = _dense.Forward(x);
-        var h = F.Dropout(d, _dropout, Training, _ctx.DropoutRng);
-        if (!ReferenceEquals(h, d)) BtInit.Free(d);
-        var o = _ln.ForwardAdd(h, residual);
+        // (F.AddLayerNorm, one pass for the add and the LayerNorm, measured no faster here at batch 8: 2600×768 rows.)
+        var h = F.Dropout(_dense.Forward(x), _dropout, Training, _ctx.DropoutRng);
+        var s = h.Add(residual);
         BtInit.Free(h);
+        var o = _ln.Forward(s);
+        BtInit.Free(s);
         return o;
     }
 }
@@ -493,8 +487,9 @@ public sealed class BtResidualAttention : Module
         var l1 = _ln1.Forward(x);
         var a = Attention(l1);
         BtInit.Free(l1);
-        var (r, l2) = _ln2.ForwardAddWithSum(x, a);
+        var r = x.Add(a);
         BtInit.Free(a);
+        var l2 = _ln2.Forward(r);
         var g = _fc.ForwardQuickGelu(l2);
         BtInit.Free(l2);
         var p = _proj.Forward(g);
@@ -670,7 +665,6 @@ public sealed class BtLinkTower : Module
 
     public Tensor Forward(Tensor hidden, Tensor crossHidden)
     {
-        if (_type == LinkTowerType.Add) return _ln.ForwardAdd(hidden, crossHidden);
         Tensor mixed = _type switch
         {
             LinkTowerType.Add => hidden.Add(crossHidden),
