@@ -122,3 +122,116 @@ public class FunctionalAttentionTests
         Assert.Throws<ArgumentException>(() => F.ScaledDotProductAttention(Tensor.Zeros(2, 3, 4), q, q));
     }
 }
+
+/// <summary>The blocked inference forward of F.ScaledDotProductAttention (taken when nothing is recorded and no
+/// probabilities or dropout are asked for) against the per-head reference path it replaced.</summary>
+public class AttentionBlockedForwardTests
+{
+    private static Tensor Reference(Func<Tensor> f)
+    {
+        F.ForceReferenceAttention = true;
+        try { return f(); }
+        finally { F.ForceReferenceAttention = false; }
+    }
+
+    private static void Same(Func<Tensor> f, string what)
+    {
+        using var _ = Tensor.NoGrad();
+        var fast = f();
+        var slow = Reference(f);
+        TensorAssert.Close(slow, fast, 2e-6f, 2e-5f, what);
+    }
+
+    public static TheoryData<int, int, int, int, int, int> Shapes() => new()
+    {
+        { 1, 1, 1, 1, 1, 1 },      // one of everything
+        { 1, 1, 50, 13, 8, 5 },    // one head: rows split into blocks over the cores
+        { 1, 3, 7, 9, 3, 4 },      // fewer heads than 2·cores, odd sizes
+        { 2, 12, 25, 50, 64, 64 }, // BridgeTower cross shapes, small
+        { 1, 12, 65, 65, 64, 64 },
+        { 3, 2, 17, 1, 5, 7 },     // a single key
+    };
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void MatchesReferenceWithMasksCausalAndViews(int B, int H, int Tq, int Tk, int D, int Dv)
+    {
+        var rng = new Rng((ulong)(B * 1000 + H * 100 + Tq * 10 + Tk));
+        // Heads-last storage read as (B, H, T, D) views, as the projections' outputs are.
+        var q = Tensor.Randn([B, Tq, H, D], rng).Transpose(1, 2);
+        var k = Tensor.Randn([B, Tk, H, D], rng).Transpose(1, 2);
+        var v = Tensor.Randn([B, Tk, H, Dv], rng).Transpose(1, 2);
+        Same(() => F.ScaledDotProductAttention(q, k, v), "plain");
+        Same(() => F.ScaledDotProductAttention(q.Contiguous(), k.Contiguous(), v.Contiguous(), scale: 0.37f), "contiguous, scale");
+        Same(() => F.ScaledDotProductAttention(q, k, v, causal: true), "causal");
+        // HF extended padding mask (B, 1, 1, Tk): 0 keep, large negative drop; the last key of batch 0 dropped.
+        var pad = new float[B * Tk];
+        if (Tk > 1) pad[Tk - 1] = -3.4028235e38f;
+        Same(() => F.ScaledDotProductAttention(q, k, v, Tensor.FromArray(pad, B, 1, 1, Tk)), "hf padding mask");
+        // A full float bias (H, Tq, Tk) broadcast over the batch, and one read through a transposed view (stride ≠ 1).
+        var bias = Tensor.Randn([H, Tq, Tk], rng);
+        var stridedBias = Tensor.Randn([H, Tk, Tq], rng).Transpose(1, 2);
+        Same(() => F.ScaledDotProductAttention(q, k, v, bias), "float bias");
+        Same(() => F.ScaledDotProductAttention(q, k, v, stridedBias, causal: true), "strided bias, causal");
+        // Boolean mask with some fully masked rows (NaN rows, as torch gives).
+        var bm = new bool[Tq * Tk];
+        for (int i = 0; i < bm.Length; i++) bm[i] = (i * 7 + 3) % 5 != 0;
+        for (int j = 0; j < Tk; j++) bm[j] = false;
+        Same(() => F.ScaledDotProductAttention(q, k, v, Tensor.FromArray(bm, Tq, Tk)), "bool mask");
+    }
+
+    [Fact]
+    public void EmptyQueriesOrKeysMatchTheReference()
+    {
+        var rng = new Rng(8);
+        var q0 = Tensor.Zeros(1, 2, 0, 4); var k3 = Tensor.Randn([1, 2, 3, 4], rng); var v3 = Tensor.Randn([1, 2, 3, 4], rng);
+        using (Tensor.NoGrad())
+        {
+            Assert.Equal([1, 2, 0, 4], F.ScaledDotProductAttention(q0, k3, v3).ShapeArray());
+            F.ForceReferenceAttention = true;
+            try { Assert.Equal([1, 2, 0, 4], F.ScaledDotProductAttention(q0, k3, v3).ShapeArray()); }
+            finally { F.ForceReferenceAttention = false; }
+        }
+        var q = Tensor.Randn([1, 2, 3, 4], rng); var k = Tensor.Zeros(1, 2, 0, 4); var v = Tensor.Zeros(1, 2, 0, 5);
+        Same(() => F.ScaledDotProductAttention(q, k, v), "no keys");
+        Assert.All(F.ScaledDotProductAttention(q, k, v).ToArray(), x => Assert.Equal(0f, x));
+        Assert.Equal([1, 2, 3, 0], F.ScaledDotProductAttentionWithProbs(q, k, v).Probs.ShapeArray());
+    }
+
+    [Fact]
+    public void FullyMaskedRowsAreNaNAndOthersAreNot()
+    {
+        using var _ = Tensor.NoGrad();
+        var rng = new Rng(9);
+        var q = Tensor.Randn([1, 2, 40, 8], rng); var k = Tensor.Randn([1, 2, 30, 8], rng); var v = Tensor.Randn([1, 2, 30, 8], rng);
+        var m = new bool[40 * 30];
+        for (int i = 0; i < m.Length; i++) m[i] = i / 30 != 11;   // query row 11 sees nothing
+        var o = F.ScaledDotProductAttention(q, k, v, Tensor.FromArray(m, 40, 30));
+        for (int h = 0; h < 2; h++)
+            for (int r = 0; r < 40; r++)
+                Assert.Equal(r == 11, float.IsNaN(o[0, h, r, 3]));
+    }
+
+    [Fact]
+    public void RecordingAndProbabilitiesGiveTheSameBitsAsTheBlockedForward()
+    {
+        // With grad recorded (or probabilities asked for) the op keeps P for the backward, per whole head; the output
+        // is still computed with the blocked forward's arithmetic, so it is bit for bit the same.
+        var rng = new Rng(4);
+        var q = Tensor.Randn([2, 3, 11, 6], rng).RequireGrad(); var k = Tensor.Randn([2, 3, 9, 6], rng); var v = Tensor.Randn([2, 3, 9, 5], rng);
+        var mask = Tensor.Randn([2, 1, 1, 9], rng);
+        var withGrad = F.ScaledDotProductAttention(q, k, v, mask);
+        Assert.True(withGrad.RequiresGrad);
+        Tensor fast;
+        using (Tensor.NoGrad()) fast = F.ScaledDotProductAttention(q, k, v, mask);
+        TensorAssert.Close(withGrad.Detach(), fast, 0f, 0f);
+        var (o, p) = F.ScaledDotProductAttentionWithProbs(q.Detach(), k, v, mask);
+        TensorAssert.Close(fast, o, 0f, 0f);
+        // One head of 40 rows: the blocked forward splits its rows over the cores, the probabilities path does not.
+        var q1 = Tensor.Randn([1, 1, 40, 6], rng); var k1 = Tensor.Randn([1, 1, 33, 6], rng); var v1 = Tensor.Randn([1, 1, 33, 6], rng);
+        Tensor fast1;
+        using (Tensor.NoGrad()) fast1 = F.ScaledDotProductAttention(q1, k1, v1, causal: true);
+        TensorAssert.Close(fast1, F.ScaledDotProductAttentionWithProbs(q1, k1, v1, causal: true).Output, 0f, 0f);
+        Assert.Equal([2, 3, 11, 9], p.ShapeArray());
+    }
+}

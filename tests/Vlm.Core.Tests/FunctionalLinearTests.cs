@@ -88,4 +88,27 @@ public class FunctionalLinearTests
         Assert.Contains("bias", Assert.Throws<ArgumentException>(() => F.Linear(x, Tensor.Zeros(5, 3), Tensor.Zeros(4))).Message);
         Assert.Contains("weight", Assert.Throws<ArgumentException>(() => F.Linear(x, Tensor.Zeros(3))).Message);
     }
+
+    [Fact]
+    public void QuickGeluActivationMatchesLinearThenQuickGeluAndDifferentiates()
+    {
+        var rng = new Rng(21);
+        var x = Tensor.Randn([2, 3, 13], rng);
+        var w = Tensor.Randn([37, 13], rng); var b = Tensor.Randn([37], rng);
+        Tensor fused, composed;
+        using (Tensor.NoGrad())
+        {
+            fused = F.Linear(x, w, b, Vlm.Core.Kernels.GemmEpilogue.QuickGelu);
+            composed = F.Linear(x, w, b).QuickGelu();
+        }
+        TensorAssert.Close(composed, fused, 1e-6f, 1e-5f);
+        // Non-contiguous input, no bias.
+        var xt = Tensor.Randn([13, 4], rng).T;
+        using (Tensor.NoGrad())
+            TensorAssert.Close(F.Linear(xt, w).QuickGelu(), F.Linear(xt, w, null, Vlm.Core.Kernels.GemmEpilogue.QuickGelu), 1e-6f, 1e-5f);
+        // Recording composes Linear and QuickGelu, so gradients reach x, W and b.
+        GradCheck.Check(t => F.Linear(t[0], t[1], t[2], Vlm.Core.Kernels.GemmEpilogue.QuickGelu),
+            [Tensor.Randn([3, 5], rng), Tensor.Randn([4, 5], rng), Tensor.Randn([4], rng)]);
+        Assert.Throws<ArgumentOutOfRangeException>(() => F.Linear(x, w, b, (Vlm.Core.Kernels.GemmEpilogue)99));
+    }
 }

@@ -99,4 +99,51 @@ public class FunctionalNormTests
         TensorAssert.Close(new[] { 0.6f, 0.8f }, F.Normalize(x, 2f, 0).ToArray(), 1e-7f);
         TensorAssert.Close(new[] { 3f / 7, 4f / 7 }, F.Normalize(x, 1f, 0).ToArray(), 1e-6f);
     }
+
+    [Theory]
+    [InlineData(768)]
+    [InlineData(37)]
+    [InlineData(5)]
+    public void AddLayerNormMatchesAddThenLayerNorm(int n)
+    {
+        var rng = new Rng((ulong)n);
+        var x = Tensor.Randn([3, 4, n], rng);
+        var r = Tensor.Randn([4, 3, n], rng).Transpose(0, 1);    // non-contiguous residual
+        var w = Tensor.Randn([n], rng); var b = Tensor.Randn([n], rng);
+        using (Tensor.NoGrad())
+        {
+            var s = x.Add(r);
+            var expect = F.LayerNorm(s, [n], w, b, 1e-6f);
+            TensorAssert.Close(expect, F.AddLayerNorm(x, r, [n], w, b, 1e-6f), 1e-6f, 1e-5f);
+            var (sum, normed) = F.AddLayerNormWithSum(x, r, [n], w, b, 1e-6f);
+            TensorAssert.Close(s, sum, 0f, 0f);
+            TensorAssert.Close(expect, normed, 1e-6f, 1e-5f);
+            TensorAssert.Close(F.LayerNorm(s, [n]), F.AddLayerNorm(x, r, [n]), 1e-6f, 1e-5f);
+            // A broadcast residual goes through the composed ops.
+            var rb = Tensor.Randn([n], rng);
+            TensorAssert.Close(F.LayerNorm(x.Add(rb), [n], w, b), F.AddLayerNorm(x, rb, [n], w, b), 1e-6f, 1e-5f);
+            // Normalising over the last two dims.
+            TensorAssert.Close(F.LayerNorm(s, [4, n]), F.AddLayerNorm(x, r, [4, n]), 1e-6f, 1e-5f);
+        }
+    }
+
+    [Fact]
+    public void AddLayerNormGradientsAndErrors()
+    {
+        var rng = new Rng(12);
+        GradCheck.Check(t => F.AddLayerNorm(t[0], t[1], [6], t[2], t[3]),
+            [Tensor.Randn([2, 3, 6], rng), Tensor.Randn([2, 3, 6], rng), Tensor.Randn([6], rng), Tensor.Randn([6], rng)]);
+        GradCheck.Check(t =>
+        {
+            var (s, y) = F.AddLayerNormWithSum(t[0], t[1].Transpose(0, 1), [5], t[2], t[3]);
+            return s.Mul(0.3f).Add(y);
+        }, [Tensor.Randn([3, 2, 5], rng), Tensor.Randn([2, 3, 5], rng), Tensor.Randn([5], rng), Tensor.Randn([5], rng)]);
+        using (Tensor.NoGrad())
+        {
+            var ex = Assert.Throws<ArgumentException>(() => F.AddLayerNorm(Tensor.Zeros(2, 4), Tensor.Zeros(2, 4), [5]));
+            Assert.Contains("normalized shape", ex.Message);
+            ex = Assert.Throws<ArgumentException>(() => F.AddLayerNorm(Tensor.Zeros(2, 4), Tensor.Zeros(2, 4), [4], Tensor.Zeros(3)));
+            Assert.Contains("weight", ex.Message);
+        }
+    }
 }

@@ -130,6 +130,7 @@ public static class Gemm
             var row = c.Slice(i * ldc, n);
             if (!bias.IsEmpty) System.Numerics.Tensors.TensorPrimitives.Add(row, bias, row);
             if (act == GemmEpilogue.Gelu) FastMath.Gelu(row, row);
+            else if (act == GemmEpilogue.QuickGelu) FastMath.QuickGelu(row, row);
         }
     }
 

@@ -28,8 +28,8 @@ namespace Vlm.Core.Kernels;
 /// just before they are used, so no M×K temporary is needed; when a thread's columns span several NC blocks
 /// (which would repack A for each) A is transposed once into a pooled row-major buffer instead.
 /// </summary>
-/// <summary>Activation applied after the bias in a GEMM epilogue.</summary>
-public enum GemmEpilogue { None, Gelu }
+/// <summary>Activation applied after the bias in a GEMM epilogue: exact (erf) GELU, or CLIP's QuickGELU x·σ(1.702x).</summary>
+public enum GemmEpilogue { None, Gelu, QuickGelu }
 
 public static unsafe class GemmManaged
 {
@@ -284,6 +284,7 @@ public static unsafe class GemmManaged
                 var row = new Span<float>(c + (nint)i * ldc + n0, n);
                 if (bias != null) System.Numerics.Tensors.TensorPrimitives.Add(row, bs, row);
                 if (act == GemmEpilogue.Gelu) FastMath.Gelu(row, row);
+                else if (act == GemmEpilogue.QuickGelu) FastMath.QuickGelu(row, row);
             }
         }
     }

@@ -107,30 +107,50 @@ public static partial class F
         var probsOut = wantProbs && dmask != null ? Tensor.NewResult([B, H, Tq, Tk]) : probs;
         float[] od = output.Data;
 
-        Parallel.For(0, heads, new ParallelOptions { MaxDegreeOfParallelism = heads * (long)tt * (D + Dv) < 20000 ? 1 : -1 },
-            () => new float[2 * tt],
+        bool reference = UseReferenceAttention;
+        if (tt == 0 || heads == 0)
+        {
+            // No queries or no keys: an empty output, or zeros (the empty sum over keys); nothing to read.
+            Array.Clear(od, 0, B * Tq * H * Dv);
+        }
+        else if (!keepP && dmask == null && !reference)
+        {
+            BlockedForward(B, H, Tq, Tk, D, Dv, scale, ql, kl, vl, mF, mB, ms, mOff, causal, od);
+            return (output, null);
+        }
+        else Parallel.For(0, heads, new ParallelOptions { MaxDegreeOfParallelism = heads * (long)tt * (D + Dv) < 20000 ? 1 : -1 },
+            () => new float[2 * tt + Tq],
             (i, _, scratch) =>
             {
                 int b = i / H, h = i % H;
                 var p = keepP ? probs!.Data.AsSpan(i * tt, tt) : scratch.AsSpan(0, tt);
                 Gemm.Sgemm(false, true, Tq, Tk, D, scale, ql.Data.AsSpan(ql.Base(b, h)), ql.RowStride,
                     kl.Data.AsSpan(kl.Base(b, h)), kl.RowStride, 0f, p, Tk, parallel: innerParallel);
-                for (int r = 0; r < Tq; r++)
+                if (reference)
                 {
-                    var row = p.Slice(r * Tk, Tk);
-                    if (mF != null)
+                    for (int r = 0; r < Tq; r++)
                     {
-                        int mo = mOff + b * ms![0] + h * ms[1] + r * ms[2];
-                        if (ms[3] == 1) TensorPrimitives.Add(row, mF.AsSpan(mo, Tk), row);
-                        else for (int j = 0; j < Tk; j++) row[j] += mF[mo + j * ms[3]];
+                        var row = p.Slice(r * Tk, Tk);
+                        MaskRow(row, b, h, r, mF, mB, ms, mOff, causal);
+                        SoftmaxRow(row, row);
                     }
-                    else if (mB != null)
+                }
+                else
+                {
+                    // The same rows → exp → PV → ÷sum arithmetic as the blocked inference forward, so asking for the
+                    // probabilities (or recording) does not change the output's bits.
+                    var inv = scratch.AsSpan(2 * tt, Tq);
+                    ExpRows(p, 0, Tq, Tk, b, h, mF, mB, ms, mOff, causal, inv);
+                    if (dmask == null)
                     {
-                        int mo = mOff + b * ms![0] + h * ms[1] + r * ms[2];
-                        for (int j = 0; j < Tk; j++) if (mB[mo + j * ms[3]] == 0) row[j] = float.NegativeInfinity;
+                        int oo = b * Tq * H * Dv + h * Dv;
+                        Gemm.Sgemm(false, false, Tq, Dv, Tk, 1f, p, Tk, vl.Data.AsSpan(vl.Base(b, h)), vl.RowStride,
+                            0f, od.AsSpan(oo), H * Dv, parallel: innerParallel);
+                        ScaleRows(od, oo, H * Dv, Dv, inv);
+                        for (int r = 0; r < Tq; r++) { var row = p.Slice(r * Tk, Tk); TensorPrimitives.Multiply(row, inv[r], row); }
+                        return scratch;
                     }
-                    if (causal) for (int j = r + 1; j < Tk; j++) row[j] = float.NegativeInfinity;
-                    SoftmaxRow(row, row);
+                    for (int r = 0; r < Tq; r++) { var row = p.Slice(r * Tk, Tk); TensorPrimitives.Multiply(row, inv[r], row); }
                 }
                 Span<float> pd = p;
                 if (dmask != null)
@@ -158,6 +178,10 @@ public static partial class F
             var gc = g;
             var gl = HeadLayout.Of(ref gc);
             bool nq = q.RequiresGrad, nk = k.RequiresGrad, nv = v.RequiresGrad;
+            if (tt == 0 || heads == 0)
+                return mF == null ? [nq ? Tensor.Zeros(q.ShapeArray()) : null, nk ? Tensor.Zeros(k.ShapeArray()) : null, nv ? Tensor.Zeros(v.ShapeArray()) : null]
+                    : [nq ? Tensor.Zeros(q.ShapeArray()) : null, nk ? Tensor.Zeros(k.ShapeArray()) : null, nv ? Tensor.Zeros(v.ShapeArray()) : null,
+                        mask!.RequiresGrad ? Tensor.Zeros(mask.ShapeArray()) : null];
             // Gradients in (B, T, H, D) storage, viewed as (B, H, T, D): the backward of the caller's transpose is then
             // contiguous and flows into the projection's backward without a copy.
             var dq = nq ? HeadsLastView(B, H, Tq, D) : null;
@@ -208,5 +232,107 @@ public static partial class F
             return [dq, dk, dv, dScores?.SumTo(mask!.Shape)];
         });
         return (output, probsOut);
+    }
+
+    /// <summary>Forces the reference forward: per head one Q·Kᵀ GEMM, the plain row softmax (max, subtract, exp, sum,
+    /// scale: five passes) and one P·V GEMM on the normalised P, the algorithm the fast paths replaced. Tests compare
+    /// the fast paths with it; VLM_SDPA_REF=1 selects it at run time for interleaved A/B timings.</summary>
+    [ThreadStatic] internal static bool ForceReferenceAttention;
+
+    private static bool UseReferenceAttention =>
+        ForceReferenceAttention || Environment.GetEnvironmentVariable("VLM_SDPA_REF") == "1";
+
+    /// <summary>Query rows per work item of the blocked forward. Splitting a head's rows re-packs Kᵀ and V per block
+    /// and measured slower than whole heads when there are enough heads to feed the cores (row blocks of 72 did not
+    /// gain from keeping the score block in L1/L2: the 325×325 scores of a head fit the 1 MiB L2 anyway), so heads
+    /// are only split when there are fewer than two per core. VLM_SDPA_ROWS overrides it (tuning).</summary>
+    private static int AttentionRowBlock(int heads, int tq)
+    {
+        var env = Environment.GetEnvironmentVariable("VLM_SDPA_ROWS");
+        if (env != null && int.TryParse(env, out int forced) && forced > 0) return Math.Min(forced, tq);
+        int want = 2 * Environment.ProcessorCount;
+        if (heads >= want) return tq;
+        int blocks = (want + heads - 1) / heads;
+        return Math.Max(6, ((tq + blocks - 1) / blocks + 5) / 6 * 6);
+    }
+
+    /// <summary>
+    /// Inference forward (no probabilities kept, no dropout), per (batch, head, query-row block): S = scale·Q_blk·Kᵀ
+    /// into a block that stays in cache, then one pass per row adds the mask and finds the max, one pass takes
+    /// exp(s − max) and its sum, O_blk = exp(S)·V is written straight into the (B, Tq, H, Dv) output and its rows are
+    /// divided by the sums (Dv values per row instead of Tk). Fully masked rows give NaN, as the reference does.
+    /// </summary>
+    private static void BlockedForward(int B, int H, int Tq, int Tk, int D, int Dv, float scale, HeadLayout ql, HeadLayout kl,
+        HeadLayout vl, float[]? mF, byte[]? mB, int[]? ms, int mOff, bool causal, float[] od)
+    {
+        if (B * H == 0 || Tq == 0 || Dv == 0) return;
+        int rb = AttentionRowBlock(B * H, Tq);
+        int nblk = (Tq + rb - 1) / rb;
+        int items = B * H * nblk;
+        long work = (long)B * H * Tq * Tk * (D + Dv);
+        Parallel.For(0, items, new ParallelOptions { MaxDegreeOfParallelism = work < 20000 ? 1 : -1 },
+            // Pooled: a fresh per-call scratch of this size is a zeroed large-object allocation per worker.
+            () => System.Buffers.ArrayPool<float>.Shared.Rent(rb * Tk + rb),
+            (it, _, scratch) =>
+            {
+                int blk = it % nblk, bh = it / nblk, b = bh / H, h = bh % H;
+                int r0 = blk * rb, rows = Math.Min(rb, Tq - r0);
+                var s = scratch.AsSpan(0, rows * Tk);
+                var inv = scratch.AsSpan(rb * Tk, rows);
+                Gemm.Sgemm(false, true, rows, Tk, D, scale, ql.Data.AsSpan(ql.Base(b, h) + r0 * ql.RowStride), ql.RowStride,
+                    kl.Data.AsSpan(kl.Base(b, h)), kl.RowStride, 0f, s, Tk, parallel: false);
+                ExpRows(s, r0, rows, Tk, b, h, mF, mB, ms, mOff, causal, inv);
+                int oo = b * Tq * H * Dv + r0 * H * Dv + h * Dv;
+                Gemm.Sgemm(false, false, rows, Dv, Tk, 1f, s, Tk, vl.Data.AsSpan(vl.Base(b, h)), vl.RowStride,
+                    0f, od.AsSpan(oo), H * Dv, parallel: false);
+                ScaleRows(od, oo, H * Dv, Dv, inv);
+                return scratch;
+            }, scratch => System.Buffers.ArrayPool<float>.Shared.Return(scratch));
+    }
+
+    /// <summary>Adds the float mask (or applies the boolean mask and causal cut) to score row r of head (b, h).</summary>
+    private static void MaskRow(Span<float> row, int b, int h, int r, float[]? mF, byte[]? mB, int[]? ms, int mOff, bool causal)
+    {
+        int tk = row.Length;
+        if (mF != null)
+        {
+            int mo = mOff + b * ms![0] + h * ms[1] + r * ms[2];
+            if (ms[3] == 1) TensorPrimitives.Add(row, mF.AsSpan(mo, tk), row);
+            else for (int j = 0; j < tk; j++) row[j] += mF[mo + j * ms[3]];
+        }
+        else if (mB != null)
+        {
+            int mo = mOff + b * ms![0] + h * ms[1] + r * ms[2];
+            for (int j = 0; j < tk; j++) if (mB[mo + j * ms[3]] == 0) row[j] = float.NegativeInfinity;
+        }
+        if (causal && r + 1 < tk) row[(r + 1)..].Fill(float.NegativeInfinity);
+    }
+
+    /// <summary>Score rows r0.. r0+rows of head (b, h) in <paramref name="s"/> become exp(s + mask − max) (unnormalised
+    /// softmax, two passes: max, then exp with its sum); inv[i] gets 1/sum. A row with every score −inf becomes NaN
+    /// (torch's result for a fully masked row).</summary>
+    private static void ExpRows(Span<float> s, int r0, int rows, int tk, int b, int h, float[]? mF, byte[]? mB, int[]? ms,
+        int mOff, bool causal, Span<float> inv)
+    {
+        if (tk == 0) { inv[..rows].Fill(1f); return; }   // no keys: the empty product gives zeros, as before
+        for (int i = 0; i < rows; i++)
+        {
+            var row = s.Slice(i * tk, tk);
+            MaskRow(row, b, h, r0 + i, mF, mB, ms, mOff, causal);
+            float max = TensorPrimitives.Max(row);
+            if (float.IsNegativeInfinity(max)) { row.Fill(float.NaN); inv[i] = 1f; continue; }
+            inv[i] = 1f / FastMath.ExpShiftSum(row, max);
+        }
+    }
+
+    /// <summary>Multiplies output rows (n values each, <paramref name="ld"/> apart from offset <paramref name="off"/>)
+    /// by the softmax normalisers.</summary>
+    private static void ScaleRows(float[] o, int off, int ld, int n, ReadOnlySpan<float> inv)
+    {
+        for (int i = 0; i < inv.Length; i++)
+        {
+            var orow = o.AsSpan(off + i * ld, n);
+            TensorPrimitives.Multiply(orow, inv[i], orow);
+        }
     }
 }

@@ -4,7 +4,7 @@ using Vlm.Core.Kernels;
 namespace Vlm.Core;
 
 /// <summary>
-/// torch.nn.functional.linear, y = x·Wᵀ + b, as one GEMM whose epilogue adds the bias (and optionally applies GELU)
+/// torch.nn.functional.linear, y = x·Wᵀ + b, as one GEMM whose epilogue adds the bias (and optionally applies GELU or QuickGELU)
 /// to each finished block of the output while it is in cache: no second pass over y and no temporary, which a
 /// MatMul followed by Add needs. The backward is three direct products: dx = g·W, dW = gᵀ·x (already (out, in),
 /// no transposed view to copy) and db = column sums of g.
@@ -18,6 +18,12 @@ public static partial class F
     /// epilogue when no gradient is recorded (recording keeps the pre-activation for GELU's backward).</param>
     /// <returns>(..., out)</returns>
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null, bool gelu = false)
+        => Linear(x, weight, bias, gelu ? GemmEpilogue.Gelu : GemmEpilogue.None);
+
+    /// <summary>act(x·Wᵀ + b) with <paramref name="activation"/> (none, exact GELU or QuickGELU) applied in the GEMM
+    /// epilogue when no gradient is recorded; recording composes Linear and the activation op (for its backward).</summary>
+    /// <returns>(..., out)</returns>
+    public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias, GemmEpilogue activation)
     {
         x.RequireFloat(); weight.RequireFloat(); bias?.RequireFloat();
         if (weight.Rank != 2) throw new ArgumentException($"linear weight must be (out, in), got {weight.ShapeString}");
@@ -27,9 +33,21 @@ public static partial class F
         if (bias != null && (bias.Rank != 1 || bias.Size(0) != outF))
             throw new ArgumentException($"linear bias must be ({outF}), got {bias.ShapeString}");
 
+        if (!Enum.IsDefined(activation)) throw new ArgumentOutOfRangeException(nameof(activation), $"unknown linear activation {activation}");
         Tensor[] inputs = bias is null ? [x, weight] : [x, weight, bias];
         bool record = Recorder.ShouldRecord(inputs);
-        if (gelu && record) return Linear(x, weight, bias).Gelu();
+        // VLM_FUSION_REF=1 runs QuickGELU as its own pass (interleaved A/B timings of whole models).
+        if (activation != GemmEpilogue.None && (record
+            || activation == GemmEpilogue.QuickGelu && Environment.GetEnvironmentVariable("VLM_FUSION_REF") == "1"))
+        {
+            var pre = Linear(x, weight, bias);
+            return activation switch
+            {
+                GemmEpilogue.Gelu => pre.Gelu(),
+                GemmEpilogue.QuickGelu => pre.QuickGelu(),
+                _ => throw new ArgumentOutOfRangeException(nameof(activation), $"unknown linear activation {activation}"),
+            };
+        }
 
         var xc = x.Contiguous();                  // (rows, in) in memory
         var wc = weight.Contiguous();             // (out, in)
@@ -40,7 +58,7 @@ public static partial class F
         var y = NewResultOf(outShape);
         Gemm.SgemmBias(false, true, rows, outF, inF, xc.Data.AsSpan(xc.Offset, rows * inF), inF,
             wc.Data.AsSpan(wc.Offset, outF * inF), inF, y.Data.AsSpan(0, rows * outF), outF,
-            bc is null ? default : bc.Data.AsSpan(bc.Offset, outF), gelu ? GemmEpilogue.Gelu : GemmEpilogue.None);
+            bc is null ? default : bc.Data.AsSpan(bc.Offset, outF), activation);
         if (!record)
         {
             if (!ReferenceEquals(xc, x)) xc.Dispose();

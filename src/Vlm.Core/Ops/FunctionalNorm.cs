@@ -73,6 +73,76 @@ public static partial class F
         });
     }
 
+    /// <summary>layer_norm(x + residual) over the trailing <paramref name="normalizedShape"/> dims: the post-LN residual
+    /// of BERT-style layers. Without recording it is one pass per row (the sum is formed in the output row, then
+    /// normalised in place) instead of an add pass, a temporary and a LayerNorm pass; when a gradient is recorded it
+    /// is exactly x.Add(residual) followed by <see cref="LayerNorm"/> (their backwards). x and residual must have
+    /// the same shape (broadcasting goes through the composed ops).</summary>
+    public static Tensor AddLayerNorm(Tensor x, Tensor residual, int[] normalizedShape, Tensor? weight = null, Tensor? bias = null,
+        float eps = 1e-5f) => AddLayerNormCore(x, residual, normalizedShape, weight, bias, eps, wantSum: false).Normed;
+
+    /// <summary>As <see cref="AddLayerNorm"/>, also returning the sum x + residual (pre-LN residual blocks such as
+    /// CLIP's, which carry the sum on and normalise it for the next sublayer): both from one pass when not recording.</summary>
+    public static (Tensor Sum, Tensor Normed) AddLayerNormWithSum(Tensor x, Tensor residual, int[] normalizedShape,
+        Tensor? weight = null, Tensor? bias = null, float eps = 1e-5f)
+    {
+        var (sum, normed) = AddLayerNormCore(x, residual, normalizedShape, weight, bias, eps, wantSum: true);
+        return (sum!, normed);
+    }
+
+    private static (Tensor? Sum, Tensor Normed) AddLayerNormCore(Tensor x, Tensor residual, int[] normalizedShape, Tensor? weight,
+        Tensor? bias, float eps, bool wantSum)
+    {
+        x.RequireFloat(); residual.RequireFloat();
+        var inputs = new List<Tensor> { x, residual };
+        if (weight != null) inputs.Add(weight);
+        if (bias != null) inputs.Add(bias);
+        // VLM_FUSION_REF=1: the composed ops, for interleaved A/B timings of whole models.
+        if (Recorder.ShouldRecord(inputs.ToArray()) || !x.Shape.SequenceEqual(residual.Shape)
+            || Environment.GetEnvironmentVariable("VLM_FUSION_REF") == "1")
+        {
+            var s = x.Add(residual);
+            var ln = LayerNorm(s, normalizedShape, weight, bias, eps);
+            if (wantSum) return (s, ln);
+            if (!GradMode.IsEnabled) s.Dispose();
+            return (null, ln);
+        }
+        int k = normalizedShape.Length;
+        if (k == 0 || k > x.Rank || !x.Shape[(x.Rank - k)..].SequenceEqual(normalizedShape))
+            throw new ArgumentException($"add_layer_norm: normalized shape {ShapeUtil.Format(normalizedShape)} must equal the last dims of input {x.Name ?? x.ShapeString}");
+        int n = ShapeUtil.Numel(normalizedShape);
+        foreach (var (p, what) in new[] { (weight, "weight"), (bias, "bias") })
+        {
+            if (p is null) continue;
+            p.RequireFloat();
+            if (!p.Shape.SequenceEqual(normalizedShape))
+                throw new ArgumentException($"add_layer_norm: {what} {p.Name ?? ""} has shape {p.ShapeString}, expected {ShapeUtil.Format(normalizedShape)}");
+        }
+        int rows = n == 0 ? 0 : x.Numel / n;
+        var xc = x.Contiguous(); var rc = residual.Contiguous();
+        var wc = weight?.Contiguous(); var bc = bias?.Contiguous();
+        var y = Tensor.NewResult(x.ShapeArray());
+        var sum = wantSum ? Tensor.NewResult(x.ShapeArray()) : null;
+        float[] xd = xc.Data, rd = rc.Data, yd = y.Data; int xo = xc.Offset, ro = rc.Offset;
+        float[]? sd = sum?.Data;
+        ForChunks(rows, (long)rows * n * 5, (r0, r1) =>
+        {
+            var w = wc is null ? default : wc.Data.AsSpan(wc.Offset, n);
+            var b = bc is null ? default : bc.Data.AsSpan(bc.Offset, n);
+            for (int r = r0; r < r1; r++)
+            {
+                var yr = yd.AsSpan(r * n, n);
+                // The sum goes where it is kept (the sum tensor, else the output row, normalised in place).
+                var sr = sd != null ? sd.AsSpan(r * n, n) : yr;
+                TensorPrimitives.Add(xd.AsSpan(xo + r * n, n), rd.AsSpan(ro + r * n, n), sr);
+                NormKernels.LayerNormRow(sr, yr, w, b, eps, out _, out _);
+            }
+        });
+        if (!ReferenceEquals(xc, x)) xc.Dispose();
+        if (!ReferenceEquals(rc, residual)) rc.Dispose();
+        return (sum, y);
+    }
+
     /// <summary>torch.nn.functional.normalize: x / max(‖x‖_p, eps) along <paramref name="dim"/>.</summary>
     public static Tensor Normalize(Tensor x, float p = 2f, int dim = 1, float eps = 1e-12f)
     {

@@ -127,6 +127,9 @@ public sealed class BtLinear : Module
 
     /// <summary>gelu(Forward(x)) (exact erf GELU), fused into the GEMM epilogue in no-grad inference.</summary>
     public Tensor ForwardGelu(Tensor x) => F.Linear(x, Weight, Bias, gelu: true);
+
+    /// <summary>quick_gelu(Forward(x)) (CLIP's x·σ(1.702x)), fused into the GEMM epilogue in no-grad inference.</summary>
+    public Tensor ForwardQuickGelu(Tensor x) => F.Linear(x, Weight, Bias, Vlm.Core.Kernels.GemmEpilogue.QuickGelu);
 }
 
 /// <summary>nn.LayerNorm over the last dim.</summary>
@@ -248,6 +251,7 @@ public sealed class BtResidualOutput : Module
 
     public Tensor Forward(Tensor x, Tensor residual)
     {
+        // (F.AddLayerNorm, one pass for the add and the LayerNorm, measured no faster here at batch 8: 2600×768 rows.)
         var h = F.Dropout(_dense.Forward(x), _dropout, Training, _ctx.DropoutRng);
         var s = h.Add(residual);
         BtInit.Free(h);
@@ -486,10 +490,8 @@ public sealed class BtResidualAttention : Module
         var r = x.Add(a);
         BtInit.Free(a);
         var l2 = _ln2.Forward(r);
-        var h = _fc.Forward(l2);
+        var g = _fc.ForwardQuickGelu(l2);
         BtInit.Free(l2);
-        var g = h.QuickGelu();
-        BtInit.Free(h);
         var p = _proj.Forward(g);
         BtInit.Free(g);
         var o = r.Add(p);

@@ -163,4 +163,34 @@ public class FastMathTests
         }
         Assert.Throws<ArgumentException>(() => FastMath.Exp(new float[9], new float[8]));
     }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(7)]
+    [InlineData(8)]
+    [InlineData(15)]
+    [InlineData(16)]
+    [InlineData(33)]
+    [InlineData(325)]
+    public void ExpShiftSumMatchesScalarExpAndItsSum(int n)
+    {
+        var rng = new Rng((ulong)n + 5);
+        var x = new float[n];
+        for (int i = 0; i < n; i++) x[i] = (float)(rng.NextNormal() * 30);
+        if (n > 3) { x[1] = float.NegativeInfinity; x[2] = -200f; x[3] = 40f; }
+        float shift = n == 0 ? 0f : x.Max();
+        var expect = x.Select(v => FastMath.ExpScalar(v - shift)).ToArray();
+        double expectSum = expect.Sum(v => (double)v);
+        var got = (float[])x.Clone();
+        float sum = FastMath.ExpShiftSum(got, shift);
+        for (int i = 0; i < n; i++)
+            if (!(Math.Abs(got[i] - expect[i]) <= 2e-7f * Math.Max(1e-30f, expect[i]))) Assert.Fail($"exp({x[i]:R} - {shift:R}) = {got[i]:R}, scalar {expect[i]:R}");
+        Assert.Equal(expectSum, sum, Math.Max(1e-6, expectSum * 1e-6));
+        // NaN propagates (a NaN score gives a NaN row, as torch's softmax does).
+        var withNaN = new float[20]; withNaN[17] = float.NaN;
+        Assert.True(float.IsNaN(FastMath.ExpShiftSum(withNaN, 0f)));
+        Assert.True(float.IsNaN(withNaN[17]));
+        Assert.Equal(1f, withNaN[16]);
+    }
 }

@@ -98,4 +98,30 @@ public class GemmEpilogueTests
         var ex = Assert.Throws<ArgumentException>(() => Gemm.SgemmBias(false, false, 2, 2, 3, a, 3, b, 2, c, 2, new float[3], GemmEpilogue.None));
         Assert.Contains("bias", ex.Message);
     }
+
+    [Theory]
+    [InlineData(1, 1, 1, false)]
+    [InlineData(7, 17, 5, true)]
+    [InlineData(73, 530, 257, false)]
+    [InlineData(197, 40, 768, true)]
+    public void QuickGeluEpilogueMatchesProductThenBiasThenQuickGelu(int m, int n, int k, bool transB)
+    {
+        var rng = new Rng((ulong)(m * 17 + n + k * 3));
+        var a = Tensor.Randn([m, k], rng).ToArray();
+        var b = Tensor.Randn([transB ? n : k, transB ? k : n], rng).ToArray();
+        var bias = Tensor.Randn([n], rng).ToArray();
+        int ldb = transB ? k : n;
+        var expected = new float[m * n];
+        Gemm.SgemmNaive(false, transB, m, n, k, 1f, a, k, b, ldb, 0f, expected, n);
+        for (int i = 0; i < m * n; i++) expected[i] = FastMath.QuickGeluScalar(expected[i] + bias[i % n]);
+        foreach (var backend in new[] { GemmBackend.Managed, GemmBackend.Naive })
+            foreach (var parallel in new[] { false, true })
+            {
+                var c = new float[m * n];
+                Array.Fill(c, float.NaN);
+                using (Gemm.Use(backend))
+                    Gemm.SgemmBias(false, transB, m, n, k, a, k, b, ldb, c, n, bias, GemmEpilogue.QuickGelu, parallel);
+                TensorAssert.Close(expected, c, 2e-4f, 2e-4f, $"{backend} parallel={parallel}");
+            }
+    }
 }
