@@ -15,7 +15,8 @@ public static partial class F
     /// <param name="weight">(out, in)</param>
     /// <param name="bias">(out) or null</param>
     /// <param name="gelu">apply exact (erf) GELU to the result, as x.Linear(...).Gelu(); fused into the GEMM
-    /// epilogue when no gradient is recorded (recording keeps the pre-activation for GELU's backward).</param>
+    /// epilogue when no gradient is recorded; when recording, the GEMM writes the pre-activation (kept for the
+    /// backward) and one parallel pass applies GELU, and the backward applies GELU' to g before the products.</param>
     /// <returns>(..., out)</returns>
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null, bool gelu = false)
     {
@@ -29,7 +30,6 @@ public static partial class F
 
         Tensor[] inputs = bias is null ? [x, weight] : [x, weight, bias];
         bool record = Recorder.ShouldRecord(inputs);
-        if (gelu && record) return Linear(x, weight, bias).Gelu();
 
         var xc = x.Contiguous();                  // (rows, in) in memory
         var wc = weight.Contiguous();             // (out, in)
@@ -38,9 +38,17 @@ public static partial class F
         var outShape = x.ShapeArray();
         outShape[^1] = outF;
         var y = NewResultOf(outShape);
+        // Recording GELU needs the pre-activation for the backward: the GEMM writes it (bias in its epilogue), then one
+        // parallel vectorised pass writes GELU of it — the same values as Linear(...).Gelu(), without a second op.
+        var pre = gelu && record ? NewResultOf(outShape) : null;
         Gemm.SgemmBias(false, true, rows, outF, inF, xc.Data.AsSpan(xc.Offset, rows * inF), inF,
-            wc.Data.AsSpan(wc.Offset, outF * inF), inF, y.Data.AsSpan(0, rows * outF), outF,
-            bc is null ? default : bc.Data.AsSpan(bc.Offset, outF), gelu ? GemmEpilogue.Gelu : GemmEpilogue.None);
+            wc.Data.AsSpan(wc.Offset, outF * inF), inF, (pre ?? y).Data.AsSpan(0, rows * outF), outF,
+            bc is null ? default : bc.Data.AsSpan(bc.Offset, outF), gelu && pre is null ? GemmEpilogue.Gelu : GemmEpilogue.None);
+        if (pre != null)
+        {
+            float[] pd = pre.Data, yd = y.Data;
+            Tensor.ParallelSpans(rows * outF, (s, e) => FastMath.Gelu(pd.AsSpan(s, e - s), yd.AsSpan(s, e - s)), Tensor.ParallelTranscendental);
+        }
         if (!record)
         {
             if (!ReferenceEquals(xc, x)) xc.Dispose();
@@ -48,12 +56,15 @@ public static partial class F
         }
         // Keep the contiguous copies the backward reads (they are the inputs' values).
         Recorder.Save(xc); Recorder.Save(wc);
+        if (pre != null) Recorder.Save(pre);
         // The node holds the saved copies now; drop this op's own holds on private ones (recycled after backward).
         if (!ReferenceEquals(xc, x)) xc.Dispose();
         if (!ReferenceEquals(wc, weight)) wc.Dispose();
-        return Recorder.Record(y, "linear", inputs, g =>
+        pre?.Dispose();
+        return Recorder.Record(y, pre is null ? "linear" : "linear_gelu", inputs, g =>
         {
-            var gc = g.Contiguous();              // (rows, out)
+            // With GELU, the gradient of the pre-activation (one fused pass) is what the three products read.
+            var gc = pre is null ? g.Contiguous() : Tensor.ZipKernel(pre, g, FastMath.GeluBackward); // (rows, out)
             var gs = gc.Data.AsSpan(gc.Offset, rows * outF);
             Tensor? dx = null, dw = null, db = null;
             if (x.RequiresGrad)
@@ -72,6 +83,8 @@ public static partial class F
                 using var g2 = gc.Reshape(rows, outF);
                 db = g2.Sum(0);
             }
+            // A private copy (contiguous or GELU'-scaled) goes back to the pool now rather than to the GC.
+            if (!ReferenceEquals(gc, g)) gc.Dispose();
             return bias is null ? [dx, dw] : [dx, dw, db];
         });
     }
