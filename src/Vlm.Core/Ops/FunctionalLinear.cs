@@ -65,17 +65,22 @@ public static partial class F
         {
             // With GELU, the gradient of the pre-activation (one fused pass) is what the three products read.
             var gc = pre is null ? g.Contiguous() : Tensor.ZipKernel(pre, g, FastMath.GeluBackward); // (rows, out)
-            var gs = gc.Data.AsSpan(gc.Offset, rows * outF);
-            Tensor? dx = null, dw = null, db = null;
-            if (x.RequiresGrad)
+            float[] gd = gc.Data; int go = gc.Offset;
+            Tensor? dx = x.RequiresGrad ? NewResultOf(x.ShapeArray()) : null;
+            Tensor? dw = weight.RequiresGrad ? NewResultOf([outF, inF]) : null;
+            Tensor? db = null;
+            void Dx(bool parallel) => Gemm.Sgemm(false, false, rows, inF, outF, 1f, gd.AsSpan(go, rows * outF), outF,
+                wc.Data.AsSpan(wc.Offset, outF * inF), inF, 0f, dx!.Data.AsSpan(0, rows * inF), inF, parallel);
+            void Dw(bool parallel) => Gemm.Sgemm(true, false, outF, inF, rows, 1f, gd.AsSpan(go, rows * outF), outF,
+                xc.Data.AsSpan(xc.Offset, rows * inF), inF, 0f, dw!.Data.AsSpan(0, outF * inF), inF, parallel);
+            if (dx != null && dw != null && SideBySide(rows, inF, outF))
             {
-                dx = NewResultOf(x.ShapeArray());
-                Gemm.Sgemm(false, false, rows, inF, outF, 1f, gs, outF, wc.Data.AsSpan(wc.Offset, outF * inF), inF, 0f, dx.Data.AsSpan(0, rows * inF), inF);
+                Parallel.Invoke(() => Dx(false), () => Dw(false));
             }
-            if (weight.RequiresGrad)
+            else
             {
-                dw = NewResultOf([outF, inF]);
-                Gemm.Sgemm(true, false, outF, inF, rows, 1f, gs, outF, xc.Data.AsSpan(xc.Offset, rows * inF), inF, 0f, dw.Data.AsSpan(0, outF * inF), inF);
+                if (dx != null) Dx(true);
+                if (dw != null) Dw(true);
             }
             if (bias is { RequiresGrad: true })
             {
@@ -88,6 +93,16 @@ public static partial class F
             return bias is null ? [dx, dw] : [dx, dw, db];
         });
     }
+
+    /// <summary>VLM_LINEAR_SIDE_BY_SIDE=0 runs dx and dW one after the other, each split across the cores (comparisons).</summary>
+    private static readonly bool SideBySideEnabled = Environment.GetEnvironmentVariable("VLM_LINEAR_SIDE_BY_SIDE") != "0";
+
+    /// <summary>On two cores, dx = g·W and dW = gᵀ·x (equal flops) run side by side, one single-threaded product per
+    /// core, instead of one after the other with each product split across both: every operand is then read and
+    /// packed by one thread instead of by each, and there is one fork/join instead of two. With more cores a
+    /// product split across all of them is the better use; small products stay serial.</summary>
+    private static bool SideBySide(int rows, int inF, int outF) =>
+        SideBySideEnabled && Environment.ProcessorCount == 2 && 2L * rows * inF * outF >= 1L << 24;
 
     private static Tensor NewResultOf(int[] shape) => Tensor.NewResult(shape);
 }
