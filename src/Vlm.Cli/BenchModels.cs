@@ -18,7 +18,7 @@ public static class BenchModels
         yield return new BenchCase("vit_b16_forward_b1", "12 pre-norm ViT-B layers (768, 12 heads, MLP 3072, GELU), T197, batch 1, no-grad", o => Vit(o, 1));
         yield return new BenchCase("vit_b16_forward_b8", "as vit_b16_forward_b1 at batch 8", o => Vit(o, 8));
         yield return new BenchCase("train_step_6l_b8", "6 ViT-B layers, batch 8: forward + backward of mean(y²) + AdamW step", Train);
-yield return new BenchCase("train_gemms_b8", "the GEMMs of one Linear's forward and backward at batch 8 (y = x·Wᵀ, dx = g·W, dW = gᵀ·x), interleaved; GFLOP/s", TrainGemms);
+        yield return new BenchCase("train_gemms_b8", "the GEMMs of one Linear's forward and backward at batch 8 (y = x·Wᵀ, dx = g·W, dW = gᵀ·x), interleaved; GFLOP/s", TrainGemms);
         yield return new BenchCase("vit_parts_b8", "one ViT-B layer's pieces at batch 8, no-grad (profiling aid; ms per piece, interleaved)", VitParts);
     }
 
@@ -162,11 +162,16 @@ yield return new BenchCase("train_gemms_b8", "the GEMMs of one Linear's forward 
             var y = new float[rows * outF];
             var dx = new float[rows * inF];
             var dw = new float[outF * inF];
+            var gT = new float[outF * rows];
+            for (int r = 0; r < rows; r++) for (int c = 0; c < outF; c++) gT[c * rows + r] = g[r * outF + c];
             var runs = new (string name, Action run)[]
             {
                 ("fwd y=x.Wt", () => Vlm.Core.Kernels.Gemm.Sgemm(false, true, rows, outF, inF, 1f, x, inF, w, inF, 0f, y, outF)),
                 ("bwd dx=g.W", () => Vlm.Core.Kernels.Gemm.Sgemm(false, false, rows, inF, outF, 1f, g, outF, w, inF, 0f, dx, inF)),
                 ("bwd dW=gt.x", () => Vlm.Core.Kernels.Gemm.Sgemm(true, false, outF, inF, rows, 1f, g, outF, x, inF, 0f, dw, inF)),
+                // The same product from a transposed copy made beforehand: the gap to the row above is what the
+                // kernel's transposition of A costs.
+                ("bwd dW=(gT given).x", () => Vlm.Core.Kernels.Gemm.Sgemm(false, false, outF, inF, rows, 1f, gT, rows, x, inF, 0f, dw, inF)),
             };
             var ms = Bench.MedianMsInterleaved(runs.Select(r => r.run).ToList(), o.Reps);
             double flop = 2.0 * rows * inF * outF;
@@ -182,7 +187,7 @@ yield return new BenchCase("train_gemms_b8", "the GEMMs of one Linear's forward 
         var x = Tensor.Randn([8, 197, 768], new Rng(1));
         void Step()
         {
-            opt.ZeroGrad();
+            opt.ZeroGrad(recycle: true);
             var y = RunEncoder(layers, x);
             var loss = y.Square().Mean();
             loss.Backward();
@@ -198,23 +203,26 @@ yield return new BenchCase("train_gemms_b8", "the GEMMs of one Linear's forward 
             // Profile tables are printed by each backward; time the optimizer step separately.
             for (int r = 0; r < Math.Max(2, o.Reps); r++)
             {
-                opt.ZeroGrad();
+                opt.ZeroGrad(recycle: true);
                 Vlm.Core.Autograd.Profiler.MarkForwardStart();
                 using var proc = System.Diagnostics.Process.GetCurrentProcess();
                 double Cpu() { proc.Refresh(); return proc.TotalProcessorTime.TotalMilliseconds; }
                 double Sys() { proc.Refresh(); return proc.PrivilegedProcessorTime.TotalMilliseconds; }
                 int gc0 = GC.CollectionCount(2);
+                // Bytes the GC handed out: pool misses (fresh buffers, whose first touch page-faults) and garbage.
+                static double AllocMb() => GC.GetTotalAllocatedBytes(false) / 1048576.0;
+                double a0 = AllocMb();
                 double c0 = Cpu(), s0 = Sys();
                 var sw = System.Diagnostics.Stopwatch.StartNew();
                 var y = RunEncoder(layers, x);
                 var loss = y.Square().Mean();
-                var tf = sw.Elapsed.TotalMilliseconds; double c1 = Cpu(), s1 = Sys();
+                var tf = sw.Elapsed.TotalMilliseconds; double c1 = Cpu(), s1 = Sys(), a1 = AllocMb();
                 loss.Backward();
-                var tb = sw.Elapsed.TotalMilliseconds; double c2 = Cpu(), s2 = Sys();
+                var tb = sw.Elapsed.TotalMilliseconds; double c2 = Cpu(), s2 = Sys(), a2 = AllocMb();
                 opt.Step();
-                double c3 = Cpu(), s3 = Sys();
+                double c3 = Cpu(), s3 = Sys(), a3 = AllocMb();
                 Console.Error.WriteLine($"VLM_PROFILE step: wall forward {tf:F0} ms, backward {tb - tf:F0} ms, optimizer {sw.Elapsed.TotalMilliseconds - tb:F0} ms; " +
-                    $"cpu (user+sys / sys) forward {c1 - c0:F0}/{s1 - s0:F0}, backward {c2 - c1:F0}/{s2 - s1:F0}, optimizer {c3 - c2:F0}/{s3 - s2:F0} ms; gen2 GCs {GC.CollectionCount(2) - gc0}; peak {Bench.PeakMb():F0} MB");
+                    $"cpu (user+sys / sys) forward {c1 - c0:F0}/{s1 - s0:F0}, backward {c2 - c1:F0}/{s2 - s1:F0}, optimizer {c3 - c2:F0}/{s3 - s2:F0} ms; allocated MB forward {a1 - a0:F0}, backward {a2 - a1:F0}, optimizer {a3 - a2:F0}; gen2 GCs {GC.CollectionCount(2) - gc0}; peak {Bench.PeakMb():F0} MB");
             }
         }
         // Interleaved with the forward that records the graph (same load), to split the step's time.

@@ -176,4 +176,22 @@ public class BackwardRecycleTests
         var xs = x.ToArray(); var gx = x.Grad!.ToArray();
         for (int i = 0; i < xs.Length; i++) Assert.Equal(2 * MathF.Exp(xs[i]), gx[i], 1e-4f * MathF.Exp(xs[i]));
     }
+
+    [Fact]
+    public void StridedAddInPlaceRowsMatchScalarSums()
+    {
+        // AddInPlace into a slice (rows strided, each row contiguous) runs vectorised row adds; alpha ≠ 1 too.
+        var rng = new Rng(33);
+        var acc = Tensor.Randn([5, 37, 90], rng);
+        var g = Tensor.Randn([5, 37, 29], rng);
+        var before = acc.ToArray(); var gs = g.ToArray();
+        using (var slice = acc.Narrow(-1, 31, 29)) slice.AddInPlace(g, 0.5f);
+        var after = acc.ToArray();
+        for (int r = 0; r < 5 * 37; r++)
+            for (int c = 0; c < 90; c++)
+            {
+                float expect = c >= 31 && c < 60 ? before[r * 90 + c] + 0.5f * gs[r * 29 + c - 31] : before[r * 90 + c];
+                Assert.Equal(expect, after[r * 90 + c], 1e-6f);
+            }
+    }
 }

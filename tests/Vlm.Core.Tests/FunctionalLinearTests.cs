@@ -80,6 +80,56 @@ public class FunctionalLinearTests
         TensorAssert.Close(b2.Grad!, b1.Grad!, 1e-3f, 1e-3f, "db");
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void RecordedGeluNodeMatchesUnfusedGraphExactly(bool withBias)
+    {
+        // The fused linear_gelu node (GEMM into the pre-activation, one GELU pass; GELU' applied to g before the
+        // products) runs the same kernels as Linear(...).Gelu(): values and gradients are bit-identical. Shapes past
+        // the GEMM's blocks and not multiples of its tiles; the input is a non-contiguous view.
+        var rng = new Rng(16);
+        var xBase = Tensor.Randn([301, 2, 67], rng);
+        var w1 = Tensor.Randn([130, 67], rng, std: 0.1f);
+        var b1 = withBias ? Tensor.Randn([130], rng) : null;
+        var gy = Tensor.Randn([2, 301, 130], rng);
+        var x1 = xBase.Detach(); var x2 = xBase.Detach();
+        var w2 = w1.Detach(); var b2 = b1?.Detach();
+        foreach (var t in new[] { x1, w1, b1, x2, w2, b2 }) if (t != null) t.RequiresGrad = true;
+        var y1 = F.Linear(x1.Transpose(0, 1), w1, b1, gelu: true);
+        var y2 = F.Linear(x2.Transpose(0, 1), w2, b2).Gelu();
+        Assert.Equal("linear_gelu", y1.GradFn!.Name);
+        Assert.Equal(y2.ToArray(), y1.ToArray());
+        y1.Backward(gy);
+        y2.Backward(gy);
+        Assert.Equal(x2.Grad!.ToArray(), x1.Grad!.ToArray());
+        Assert.Equal(w2.Grad!.ToArray(), w1.Grad!.ToArray());
+        if (withBias) Assert.Equal(b2!.Grad!.ToArray(), b1!.Grad!.ToArray());
+    }
+
+    [Fact]
+    public void RecordedGeluGradientsOfViewsMatchFiniteDifferences()
+    {
+        var rng = new Rng(17);
+        var x = Tensor.Randn([3, 2, 5], rng);
+        var w = Tensor.Randn([7, 3], rng);
+        var b = Tensor.Randn([7], rng);
+        GradCheck.Check(t => F.Linear(t[0].Permute(1, 2, 0), t[1].T.T, t[2], gelu: true), [x, w, b]);
+        // Only the weight requires grad (frozen input): the node must still produce dW and db alone.
+        GradCheck.Check(t => F.Linear(x.Permute(1, 2, 0), t[0], t[1], gelu: true), [w, b]);
+    }
+
+    [Fact]
+    public void BiasGradientReleasesTheOutputGradient()
+    {
+        // The bias gradient's column sums must not leave a view holding g (its buffer would never be recycled).
+        var g = Tensor.Randn([40, 300], new Rng(18));
+        Assert.True(g.OwnsBufferExclusively);
+        var s = g.Sum(0);
+        Assert.True(g.OwnsBufferExclusively);
+        TensorAssert.Close(g.Transpose(0, 1).Contiguous().Sum(1), s, 1e-5f, 1e-5f);
+    }
+
     [Fact]
     public void BadShapesNameTheProblem()
     {

@@ -119,6 +119,30 @@ public class OptimizerTests
     }
 
     [Fact]
+    public void ZeroGradRecycleGivesTheSameTrajectory()
+    {
+        // Recycling hands the old gradients' buffers to the pool; the next backward reuses them (sizes above the pool's
+        // minimum) and every step must match the run that lets the GC take them.
+        float[] Run(bool recycle)
+        {
+            var rng = new Rng(41);
+            var w = Tensor.Randn([96, 64], rng, std: 0.1f); w.RequiresGrad = true;
+            var b = Tensor.Randn([96], rng); b.RequiresGrad = true;
+            var x = Tensor.Randn([50, 64], rng);
+            var opt = new AdamW([new ParamGroup("all", [new("w", w), new("b", b)])], lr: 0.01);
+            for (int step = 0; step < 4; step++)
+            {
+                opt.ZeroGrad(recycle);
+                Assert.Null(w.Grad);
+                F.Linear(x, w, b, gelu: true).Square().Mean().Backward();
+                opt.Step();
+            }
+            return w.ToArray().Concat(b.ToArray()).ToArray();
+        }
+        Assert.Equal(Run(false), Run(true));
+    }
+
+    [Fact]
     public void SchedulesMatchHuggingFaceFormulas()
     {
         var lin = Refs.Value["sched.linear"].ToArray();

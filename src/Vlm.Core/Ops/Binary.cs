@@ -194,7 +194,14 @@ public sealed partial class Tensor
             new int[shape.Length], 0,
             (o, ia, _, n, so, sa, _) =>
             {
-                for (int i = 0; i < n; i++) dd[o + i * so] += alpha * sd[ia + i * sa];
+                if (so == 1 && sa == 1)
+                {
+                    // Rows of a slice (narrow's backward into a fused projection's gradient): vectorised.
+                    var dst = dd.AsSpan(o, n);
+                    if (alpha == 1f) TensorPrimitives.Add(dst, sd.AsSpan(ia, n), dst);
+                    else TensorPrimitives.MultiplyAdd(sd.AsSpan(ia, n), alpha, dst, dst);
+                }
+                else for (int i = 0; i < n; i++) dd[o + i * so] += alpha * sd[ia + i * sa];
             });
     }
 

@@ -168,7 +168,9 @@ public static partial class F
         float[] pdata = probs!.Data;
         // The node now holds what it saved: drop this op's own holds on private copies so their buffers are recycled
         // once the backward has run (the closure reads them through the layouts' arrays).
-        if (!ReferenceEquals(probsOut, probs)) probs.Dispose();
+        // Without wantProbs nobody else receives probs (the wrapper drops the tuple's second item): the node's hold is
+        // then the only one, so the buffer returns to the pool after backward instead of waiting for the GC.
+        if (!wantProbs || !ReferenceEquals(probsOut, probs)) probs.Dispose();
         if (!ReferenceEquals(qc, q)) qc.Dispose();
         if (!ReferenceEquals(kc, k)) kc.Dispose();
         if (!ReferenceEquals(vc, v)) vc.Dispose();
@@ -231,7 +233,7 @@ public static partial class F
             if (mF == null) return [dq, dk, dv];
             return [dq, dk, dv, dScores?.SumTo(mask!.Shape)];
         });
-        return (output, probsOut);
+        return (output, wantProbs ? probsOut : null);
     }
 
     /// <summary>Forces the reference forward: per head one Q·Kᵀ GEMM, the plain row softmax (max, subtract, exp, sum,

@@ -87,7 +87,22 @@ public sealed partial class Tensor
 /// <summary>A reduction's geometry: kept dims first, reduced dims last (so rows are contiguous after a copy).</summary>
 internal sealed class ReduceLayout
 {
-    public required Tensor Permuted { get; init; }
+    private Tensor? _permuted;
+    private Tensor _x = null!;
+    private int[] _perm = [];
+
+    /// <summary>The input with kept dims first, as a view made on first use: a view holds the input's buffer until
+    /// the GC takes it, so paths that never read it (sums over leading dims, Mean's element count) must not make one
+    /// — else the buffer (a bias gradient's g, say) never returns to the pool.</summary>
+    public Tensor Permuted
+    {
+        get
+        {
+            if (_permuted is null)
+                using (GradMode.Disable()) _permuted = _x.Rank == 0 ? _x : _x.Permute(_perm);
+            return _permuted;
+        }
+    }
     public required bool[] Reduced { get; init; }
     public required int[] InShape { get; init; }
     public int Kept { get; init; }
@@ -109,9 +124,7 @@ internal sealed class ReduceLayout
         for (int i = 0; i < rank; i++) if (red[i]) inner *= x.Shape[i]; else kept *= x.Shape[i];
         int nRed = red.Count(b => b);
         bool prefix = nRed > 0 && Enumerable.Range(0, nRed).All(i => red[i]) && nRed < rank;
-        Tensor permuted;
-        using (GradMode.Disable()) permuted = rank == 0 ? x : x.Permute(perm);
-        return new ReduceLayout { Permuted = permuted, Reduced = red, InShape = x.ShapeArray(), Kept = kept, Inner = inner, ReducedIsPrefix = prefix };
+        return new ReduceLayout { _x = x, _perm = perm, Reduced = red, InShape = x.ShapeArray(), Kept = kept, Inner = inner, ReducedIsPrefix = prefix };
     }
 
     public int[] OutShape(bool keepDim)

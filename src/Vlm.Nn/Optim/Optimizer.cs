@@ -62,10 +62,19 @@ public abstract class Optimizer
         StepsTaken++;
     }
 
-    /// <summary>Clears the gradient of every parameter in the groups.</summary>
-    public void ZeroGrad()
+    /// <summary>Clears the gradient of every parameter in the groups (torch's zero_grad(set_to_none=True)).</summary>
+    /// <param name="recycle">also hand each old gradient's buffer back to the pool, so the next backward reuses it
+    /// instead of allocating (and page-faulting in) a fresh one: a model's worth of memory per step. Only for
+    /// callers that keep no reference to the old gradients (they are disposed; a gradient shared with another
+    /// tensor is left alone).</param>
+    public void ZeroGrad(bool recycle = false)
     {
-        foreach (var g in _groups) foreach (var (_, p) in g.Params) p.Grad = null;
+        foreach (var g in _groups)
+            foreach (var (_, p) in g.Params)
+            {
+                if (recycle) p.Grad?.Dispose();
+                p.Grad = null;
+            }
     }
 
     protected abstract void Update(string name, Span<float> p, ReadOnlySpan<float> grad, double lr, double weightDecay);
