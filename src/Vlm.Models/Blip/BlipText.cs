@@ -291,7 +291,11 @@ public sealed class BlipTextLMHeadModel : Module
 
     /// <summary>HF's shifted LM loss: CE(logits[:, :-1], labels[:, 1:]), ignore_index −100, mean, with
     /// text_config.label_smoothing.</summary>
-    public Tensor Loss(Tensor logits, Tensor labels)
+    public Tensor Loss(Tensor logits, Tensor labels) => ShiftedLmLoss(logits, labels, Config.LabelSmoothing);
+
+    /// <summary>Shifted LM loss: CE(logits[:, :-1], labels[:, 1:]), −100 ignored, mean over the counted tokens, with
+    /// <paramref name="labelSmoothing"/> (the decoder's loss; BLIP pre-training uses it with 0.1).</summary>
+    public static Tensor ShiftedLmLoss(Tensor logits, Tensor labels, float labelSmoothing)
     {
         int b = logits.Size(0), t = logits.Size(1), v = logits.Size(2);
         if (labels.Rank != 2 || labels.Size(0) != b || labels.Size(1) != t)
@@ -299,6 +303,6 @@ public sealed class BlipTextLMHeadModel : Module
         if (t < 2) throw new ArgumentException("the shifted LM loss needs at least 2 positions");
         var shifted = logits.Narrow(1, 0, t - 1).Contiguous().Reshape(-1, v);
         var targets = labels.Narrow(1, 1, t - 1).Contiguous().Reshape(-1);
-        return F.CrossEntropy(shifted, targets, ignoreIndex: -100, labelSmoothing: Config.LabelSmoothing);
+        return F.CrossEntropy(shifted, targets, ignoreIndex: -100, labelSmoothing: labelSmoothing);
     }
 }

@@ -194,16 +194,8 @@ public static class PretrainObjectives
 
     /// <summary>Shifted LM loss: CE(logits[:, :-1], labels[:, 1:]), −100 ignored, mean over the counted tokens,
     /// with label smoothing (BLIP pre-training: 0.1).</summary>
-    public static Tensor LmLoss(Tensor logits, Tensor labels, float labelSmoothing = 0.1f)
-    {
-        int b = logits.Size(0), t = logits.Size(1), v = logits.Size(2);
-        if (labels.Rank != 2 || labels.Size(0) != b || labels.Size(1) != t)
-            throw new ArgumentException($"labels {labels.ShapeString} do not match the logits (batch {b}, {t} positions)");
-        if (t < 2) throw new ArgumentException("the shifted LM loss needs at least 2 positions");
-        var shifted = logits.Narrow(1, 0, t - 1).Contiguous().Reshape(-1, v);
-        var targets = labels.Narrow(1, 1, t - 1).Contiguous().Reshape(-1);
-        return F.CrossEntropy(shifted, targets, ignoreIndex: -100, labelSmoothing: labelSmoothing);
-    }
+    public static Tensor LmLoss(Tensor logits, Tensor labels, float labelSmoothing = 0.1f) =>
+        Vlm.Models.Blip.BlipTextLMHeadModel.ShiftedLmLoss(logits, labels, labelSmoothing);
 
     /// <summary>MLM loss (unshifted CE, −100 ignored) and masked-token accuracy.</summary>
     public static (Tensor Loss, double Accuracy) MlmLoss(Tensor logits, Tensor labels) => Vlm.Training.Training.Objectives.Mlm(logits, labels);
