@@ -147,10 +147,9 @@ public static partial class F
                         Gemm.Sgemm(false, false, Tq, Dv, Tk, 1f, p, Tk, vl.Data.AsSpan(vl.Base(b, h)), vl.RowStride,
                             0f, od.AsSpan(oo), H * Dv, parallel: innerParallel);
                         ScaleRows(od, oo, H * Dv, Dv, inv);
-                        for (int r = 0; r < Tq; r++) { var row = p.Slice(r * Tk, Tk); TensorPrimitives.Multiply(row, inv[r], row); }
-                        return scratch;
                     }
                     for (int r = 0; r < Tq; r++) { var row = p.Slice(r * Tk, Tk); TensorPrimitives.Multiply(row, inv[r], row); }
+                    if (dmask == null) return scratch;
                 }
                 Span<float> pd = p;
                 if (dmask != null)
