@@ -31,6 +31,8 @@ public static class ShapeUtil
 
     public static bool IsContiguous(ReadOnlySpan<int> shape, ReadOnlySpan<int> strides)
     {
+        // As in PyTorch, a tensor with no elements is contiguous whatever its strides: there is nothing to lay out.
+        if (shape.Contains(0)) return true;
         int acc = 1;
         for (int i = shape.Length - 1; i >= 0; i--)
         {

@@ -43,7 +43,8 @@ public sealed partial class Tensor
         });
     }
 
-    public Tensor Mean() => Sum().Div(Math.Max(Numel, 1));
+    /// <summary>Mean of all elements; NaN for an empty tensor, as torch.mean (0/0).</summary>
+    public Tensor Mean() => Sum().Div(Numel);
 
     public Tensor Mean(int dim, bool keepDim = false) => Mean([dim], keepDim);
 

@@ -73,6 +73,7 @@ internal static class StridedLoop
         }
 
         long total = (long)rows * n;
+        if (total == 0) return;   // a 0-size dim: no rows to visit (and the index arithmetic would divide by it)
         int workers = total >= parallelThreshold && rows > 1 ? Math.Min(Environment.ProcessorCount, rows) : 1;
         if (workers <= 1) { DoRows(0, rows); return; }
         Parallel.For(0, workers, w => DoRows((int)((long)rows * w / workers), (int)((long)rows * (w + 1) / workers)));
