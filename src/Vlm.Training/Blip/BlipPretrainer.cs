@@ -117,7 +117,7 @@ public sealed class BlipPretrainer(BlipPretrainModel model, string runDir, TextW
         long examples = 0;
         foreach (var (s, batch) in new Prefetcher<long, (long, PairBatch)>(steps, s => (s, makeBatch(s)), workers: 1, depth: 2))
         {
-            opt.ZeroGrad();
+            opt.ZeroGrad(recycle: true);
             float alpha = PretrainObjectives.AlphaAt(Model.Config.Alpha, s, Model.Config.AlphaRampSteps);
             var rng = StepRng.For(o.Seed, "blip-step", s, stream: 1);
             var losses = Model.Forward(batch.Pixels, batch.Text.Ids, batch.Text.Mask, alpha, rng, o.UseImageIds ? batch.ImageIds : null);

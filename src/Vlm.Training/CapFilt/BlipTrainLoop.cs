@@ -45,7 +45,7 @@ public static class BlipTrainLoop
         {
             foreach (var (s, batch) in new Prefetcher<long, (long, TBatch)>(steps, s => (s, makeBatch(s)), workers: 1, depth: 3))
             {
-                opt.ZeroGrad();
+                opt.ZeroGrad(recycle: true);
                 var r = step(batch);
                 r.Loss.Backward();
                 double lr = opt.GroupLr(opt.Groups[0]) / opt.Groups[0].LrScale;

@@ -95,7 +95,7 @@ public sealed class BridgeTowerTrainer(MultiTaskBridgeTower model, string runDir
         long examples = 0;
         foreach (var batch in new Prefetcher<(long step, int micro), (long step, int micro, TBatch b)>(items, x => (x.step, x.micro, makeBatch(x.step, x.micro)), workers: 1, depth: 3))
         {
-            if (batch.micro == 0) { opt.ZeroGrad(); pending.Clear(); micros = 0; }
+            if (batch.micro == 0) { opt.ZeroGrad(recycle: true); pending.Clear(); micros = 0; }
             var r = step(batch.b);
             var loss = o.Accumulate == 1 ? r.Loss : r.Loss.Div(o.Accumulate);
             loss.Backward();
