@@ -195,3 +195,35 @@ public class BackwardRecycleTests
             }
     }
 }
+
+/// <summary>Reductions that copy their input into rows (max/min, var, logsumexp, sums over inner dims, max with
+/// indices) drop that copy and its view when done: once the caller disposes the input, its buffer is free at once,
+/// not when the GC gets round to the view.</summary>
+public class ReductionReleaseTests
+{
+    public static TheoryData<string> Reductions => new() { "amax", "amin", "var", "logsumexp", "sum", "max_dim" };
+
+    [Theory]
+    [MemberData(nameof(Reductions))]
+    public void InputBufferIsFreedWhenTheCallerDisposesIt(string op)
+    {
+        foreach (bool permuted in new[] { false, true })
+        {
+            var x = Tensor.Randn([64, 80], new Rng(24));
+            var v = permuted ? x.T : x;      // (80, 64) view, or x itself
+            Tensor r = op switch
+            {
+                "amax" => v.Amax([0]),
+                "amin" => v.Amin([0]),
+                "var" => v.Var([0]),
+                "logsumexp" => v.LogSumExp([0]),
+                "sum" => v.Sum([0], false),
+                _ => v.Max(0),
+            };
+            Assert.Equal(v.Size(1), r.Numel);
+            if (permuted) v.Dispose();
+            x.Dispose();
+            Assert.Null(x.Storage.F32);
+        }
+    }
+}

@@ -23,9 +23,10 @@ public sealed partial class Tensor
         }
         else
         {
-            var src = layout.Permuted.Contiguous();
+            var src = layout.Rows();
             var sd = src.Data; int so = src.Offset;
             ParallelRows(layout.Kept, inner, i => rd[i] = TensorPrimitives.Sum(new ReadOnlySpan<float>(sd, so + i * inner, inner)));
+            layout.ReleaseRows(src);
         }
         var inShape = ShapeArray();
         return Recorder.Record(r, "sum", [this], g => [g.Reshape(layout.OutShape(true)).Expand(inShape).Contiguous()]);
@@ -103,6 +104,19 @@ internal sealed class ReduceLayout
                 using (GradMode.Disable()) _permuted = _x.Rank == 0 ? _x : _x.Permute(_perm);
             return _permuted;
         }
+    }
+
+    /// <summary>The input's values with kept dims first, one contiguous row of <see cref="Inner"/> values per kept
+    /// position (a copy unless the permuted view already is contiguous). Give it back with <see cref="ReleaseRows"/>.</summary>
+    public Tensor Rows() => Permuted.Contiguous();
+
+    /// <summary>Drops the copy and the view made by <see cref="Rows"/> as soon as the kernel is done, so neither keeps
+    /// the input's buffer (or its own) from the pool until the GC runs.</summary>
+    public void ReleaseRows(Tensor rows)
+    {
+        if (!ReferenceEquals(rows, _permuted) && !ReferenceEquals(rows, _x)) rows.Dispose();
+        if (_permuted is not null && !ReferenceEquals(_permuted, _x)) _permuted.Dispose();
+        _permuted = null;
     }
     public required bool[] Reduced { get; init; }
     public required int[] InShape { get; init; }

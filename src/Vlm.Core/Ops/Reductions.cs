@@ -77,6 +77,7 @@ public sealed partial class Tensor
                 }
             }
         });
+        if (!ReferenceEquals(src, this)) src.Dispose();
         var inShape = ShapeArray();
         var r = Recorder.Record(vals, isMax ? "max_dim" : "min_dim", [this], g =>
         {
@@ -97,7 +98,7 @@ public sealed partial class Tensor
         var layout = ReduceLayout.Of(this, dims);
         if (layout.Inner == 0) throw new ArgumentException($"{(isMax ? "amax" : "amin")}: cannot reduce over an empty dim of {ShapeString}");
         var r = NewResult(layout.OutShape(keepDim));
-        var src = layout.Permuted.Contiguous();
+        var src = layout.Rows();
         var sd = src.Data; int so = src.Offset, inner = layout.Inner; var rd = r.Data;
         ParallelRows(layout.Kept, inner, k =>
         {
@@ -110,6 +111,7 @@ public sealed partial class Tensor
             }
             rd[k] = b;
         });
+        layout.ReleaseRows(src);
         if (!Recorder.ShouldRecord(this)) return r;
         Recorder.Save(r);
         var x = this;
@@ -128,7 +130,7 @@ public sealed partial class Tensor
     {
         RequireFloat();
         var layout = ReduceLayout.Of(this, dims);
-        var src = layout.Permuted.Contiguous();
+        var src = layout.Rows();
         var sd = src.Data; int so = src.Offset, inner = layout.Inner;
         var r = NewResult(layout.OutShape(keepDim));
         var mean = NewResult(layout.OutShape(true));
@@ -146,6 +148,7 @@ public sealed partial class Tensor
             md[k] = (float)m;
             rd[k] = (float)(q / denom);
         });
+        layout.ReleaseRows(src);
         var x = this;
         var keptShape = layout.OutShape(true);
         if (Recorder.ShouldRecord(x)) Recorder.Save(mean);
@@ -172,7 +175,7 @@ public sealed partial class Tensor
     {
         RequireFloat();
         var layout = ReduceLayout.Of(this, dims);
-        var src = layout.Permuted.Contiguous();
+        var src = layout.Rows();
         var sd = src.Data; int so = src.Offset, inner = layout.Inner;
         var r = NewResult(layout.OutShape(keepDim));
         var rd = r.Data;
@@ -191,6 +194,7 @@ public sealed partial class Tensor
             foreach (var e in tmp) s += e;
             rd[k] = m + (float)Math.Log(s);
         });
+        layout.ReleaseRows(src);
         var keptShape = layout.OutShape(true);
         if (!Recorder.ShouldRecord(this)) return r;
         Recorder.Save(r);
