@@ -14,7 +14,7 @@ cases=("$@")
 out="${OUT:-compare-$(date -u +%Y%m%dT%H%M%S).jsonl}"
 export DOTNET_TieredCompilation=0
 "$root/vlm" bench --list >/dev/null   # build once, outside the timed rounds
-vlm_dll="$root/src/Vlm.Cli/bin/Release/net10.0/vlm.dll"
+vlm_dll="$root/.build/cli/vlm.dll"   # where ./vlm builds
 reps_for() { case "$1" in *_b8|train_*) echo 3 ;; *) echo 5 ;; esac; }
 : > "$out"
 for ((r = 1; r <= rounds; r++)); do
