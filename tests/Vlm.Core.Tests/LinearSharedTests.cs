@@ -43,6 +43,32 @@ public class LinearSharedTests
     }
 
     [Theory]
+    [InlineData(1, 1)]
+    [InlineData(5, 768)]
+    [InlineData(1576, 768)]
+    [InlineData(1576, 3072)]
+    [InlineData(2304, 768)]
+    [InlineData(193, 1000)]
+    [InlineData(97, 512)]
+    [InlineData(300, 100)]
+    public void BlocksCoverTheProductOnce(int m, int n)
+    {
+        var p = WorkShare.Blocks(m, n);
+        var hits = new int[m * n];
+        foreach (var (c0, w, r0, r1) in p)
+        {
+            Assert.True(w > 0 && w <= 512 && r1 > r0 && c0 % 512 == 0);
+            // Row cuts only in the last column block, at multiples of the GEMM's 24-row block.
+            if (r1 - r0 < m) Assert.Equal((n - 1) / 512 * 512, c0);
+            if (r0 > 0) Assert.Equal(0, r0 % 24);
+            for (int r = r0; r < r1; r++) for (int c = c0; c < c0 + w; c++) hits[r * n + c]++;
+        }
+        Assert.All(hits, h => Assert.Equal(1, h));
+        if (m == 1576 && n == 768)
+            Assert.Equal([(0, 512, 0, 1576), (512, 256, 0, 792), (512, 256, 792, 1200), (512, 256, 1200, 1392), (512, 256, 1392, 1576)], p);
+    }
+
+    [Theory]
     [InlineData(0)]
     [InlineData(1)]
     [InlineData(2)]
@@ -133,6 +159,15 @@ public class LinearSharedTests
         }
         var r = Run(false);
         var s = Run(true);
+        var c = RunCols();
+        TensorAssert.Close(s.y, c.y, 1e-5f, 1e-5f, "y (column plan)");
+        if (s.dx != null) TensorAssert.Close(s.dx, c.dx!, 1e-5f, 1e-5f, "dx (column plan)");
+        if (s.dw != null) TensorAssert.Close(s.dw, c.dw!, 1e-5f, 1e-5f, "dw (column plan)");
+        (Tensor y, Tensor? dx, Tensor? dw, Tensor? db) RunCols()
+        {
+            Environment.SetEnvironmentVariable("VLM_LINEAR_PLAN", "cols");
+            try { return Run(true); } finally { Environment.SetEnvironmentVariable("VLM_LINEAR_PLAN", null); }
+        }
         TensorAssert.Close(r.y, s.y, 1e-5f, 1e-5f, "y");
         Assert.Equal(r.dx is null, s.dx is null);
         Assert.Equal(r.dw is null, s.dw is null);

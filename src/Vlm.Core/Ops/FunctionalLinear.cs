@@ -59,7 +59,7 @@ public static partial class F
         // parallel vectorised pass writes GELU of it — the same values as Linear(...).Gelu(), without a second op.
         var pre = gelu && record ? NewResultOf(outShape) : null;
         bool geluDone = false;
-        if (Shared(rows, inF, outF))
+        if (Shared(rows, inF, outF, backward: false))
             geluDone = ForwardShared(rows, inF, outF, xc, wc, bc, pre ?? y, pre is null ? activation : GemmEpilogue.None, pre is null ? null : y);
         else
             Gemm.SgemmBias(false, true, rows, outF, inF, xc.Data.AsSpan(xc.Offset, rows * inF), inF,
@@ -84,7 +84,7 @@ public static partial class F
         pre?.Dispose();
         return Recorder.Record(y, pre is null ? "linear" : "linear_gelu", inputs, g =>
         {
-            if (Shared(rows, inF, outF))
+            if (Shared(rows, inF, outF, backward: true))
                 return BackwardShared(g, xc, wc, pre, rows, inF, outF, x.RequiresGrad, weight.RequiresGrad, bias is { RequiresGrad: true }, bias is not null);
             // With GELU, the gradient of the pre-activation (one fused pass) is what the three products read.
             var gc = pre is null ? g.Contiguous() : Tensor.ZipKernel(pre, g, FastMath.GeluBackward); // (rows, out)
@@ -98,7 +98,18 @@ public static partial class F
                 xc.Data.AsSpan(xc.Offset, rows * inF), inF, 0f, dw!.Data.AsSpan(0, outF * inF), inF, parallel);
             if (dx != null && dw != null && SideBySide(rows, inF, outF))
             {
-                Parallel.Invoke(() => Dx(false), () => Dw(false));
+                if (Profiler.Enabled)
+                {
+                    long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                    var busy = new long[2];
+                    Parallel.Invoke(() => { Dx(false); busy[0] = System.Diagnostics.Stopwatch.GetTimestamp() - t0; },
+                        () => { Dw(false); busy[1] = System.Diagnostics.Stopwatch.GetTimestamp() - t0; });
+                    Profiler.AddIdle("linear backward dx|dW (reference)", System.Diagnostics.Stopwatch.GetTimestamp() - t0, busy);
+                }
+                else
+                {
+                    Parallel.Invoke(() => Dx(false), () => Dw(false));
+                }
             }
             else
             {
@@ -139,15 +150,19 @@ public static partial class F
     /// managed backend for products of at least 16 MFLOP; <c>VLM_LINEAR_SHARE=0</c> (read per call) keeps the
     /// reference path (interleaved A/B timings).
     /// </summary>
-    private static bool Shared(int rows, int inF, int outF)
+    private static bool Shared(int rows, int inF, int outF, bool backward)
     {
         if (ForceShared.Value is bool forced) return forced;
-        return Environment.ProcessorCount > 1 && Environment.GetEnvironmentVariable("VLM_LINEAR_SHARE") != "0"
-            && Gemm.Effective == GemmBackend.Managed && 2L * rows * inF * outF >= 1L << 24;
+        var v = Environment.GetEnvironmentVariable("VLM_LINEAR_SHARE");
+        if (v == "0" || v == (backward ? "fwd" : "bwd")) return false;
+        // Forward pieces are column blocks of the output: with fewer than 4 full 512-wide blocks (out = 768: proj, fc2)
+        // the pieces would be narrow and re-read x each (19 MB for fc2) more than the static split does.
+        if (!backward && outF < 2048 && v != "all") return false;
+        return Environment.ProcessorCount > 1 && Gemm.Effective == GemmBackend.Managed && 2L * rows * inF * outF >= 1L << 24;
     }
 
-    /// <summary>Piece sizing (tuning): VLM_LINEAR_PIECE="min,max,divisor" (default 64,512,3).</summary>
-    private static readonly (int min, int max, int div) PieceSizing = ParsePieceSizing(Environment.GetEnvironmentVariable("VLM_LINEAR_PIECE"));
+    /// <summary>Piece sizing (tuning, read per call): VLM_LINEAR_PIECE="min,max,divisor" (default 64,512,3).</summary>
+    private static (int min, int max, int div) PieceSizing => ParsePieceSizing(Environment.GetEnvironmentVariable("VLM_LINEAR_PIECE"));
 
     private static (int, int, int) ParsePieceSizing(string? v)
     {
@@ -156,7 +171,14 @@ public static partial class F
             && a >= 32 && b >= a && c >= 1 ? (a, b, c) : (64, 512, 3);
     }
 
-    private static List<(int c0, int w)> Pieces(int n) => WorkShare.Pieces(n, PieceSizing.min, PieceSizing.max, PieceSizing.div);
+    /// <summary>The pieces of an m×n product: whole 512-column blocks, the last block cut by rows (default), or
+    /// VLM_LINEAR_PLAN=cols (read per call): guided column pieces only (comparisons).</summary>
+    private static List<(int c0, int w, int r0, int r1)> Plan(int m, int n)
+    {
+        if (Environment.GetEnvironmentVariable("VLM_LINEAR_PLAN") != "cols") return WorkShare.Blocks(m, n);
+        var p = PieceSizing;
+        return WorkShare.Pieces(n, p.min, p.max, p.div).Select(c => (c.c0, c.w, 0, m)).ToList();
+    }
 
     /// <summary>y[:, c0..c0+w] = act(x·W[c0..c0+w]ᵀ + b[c0..c0+w]) per column piece (W's rows are contiguous, so a
     /// piece packs only its own rows of W; x is read in place). With <paramref name="geluOut"/>, target receives the
@@ -171,15 +193,16 @@ public static partial class F
         float[]? bd = bc?.Data; int bo = bc?.Offset ?? 0;
         float[]? gd = geluOut?.Data;
         bool geluPieces = gd != null && outF % 8 == 0;
-        var pieces = Pieces(outF);
+        var pieces = Plan(rows, outF);
         WorkShare.Run(pieces.Count, i =>
         {
-            var (c0, w) = pieces[i];
-            Gemm.SgemmBias(false, true, rows, w, inF, xd.AsSpan(xo, rows * inF), inF, wd.AsSpan(wo + c0 * inF, w * inF), inF,
-                td.AsSpan(c0, (rows - 1) * outF + w), outF, bd is null ? default : bd.AsSpan(bo + c0, w), act, parallel: false);
+            var (c0, w, r0, r1) = pieces[i];
+            int m = r1 - r0;
+            Gemm.SgemmBias(false, true, m, w, inF, xd.AsSpan(xo + r0 * inF, m * inF), inF, wd.AsSpan(wo + c0 * inF, w * inF), inF,
+                td.AsSpan(r0 * outF + c0, (m - 1) * outF + w), outF, bd is null ? default : bd.AsSpan(bo + c0, w), act, parallel: false);
             if (geluPieces)
-                for (int r = 0; r < rows; r++) FastMath.Gelu(td.AsSpan(r * outF + c0, w), gd.AsSpan(r * outF + c0, w));
-        }, Environment.ProcessorCount);
+                for (int r = r0; r < r1; r++) FastMath.Gelu(td.AsSpan(r * outF + c0, w), gd.AsSpan(r * outF + c0, w));
+        }, Environment.ProcessorCount, "linear forward pieces (shared)");
         return geluPieces;
     }
 
@@ -223,26 +246,26 @@ public static partial class F
         }
         Tensor? dx = needDx ? Tensor.NewResult(xc.ShapeArray()) : null;    // (..., in)
         Tensor? dw = needDw ? Tensor.NewResult([outF, inF]) : null;
-        var pieces = Pieces(inF);
-        var work = new List<(bool isDx, int c0, int w)>();
-        foreach (var (c0, w) in pieces)
-        {
-            if (dx != null) work.Add((true, c0, w));
-            if (dw != null) work.Add((false, c0, w));
-        }
+        // dx (rows × in) and dW (out × in) pieces, largest first (stable: the two products alternate).
+        var work = new List<(bool isDx, int c0, int w, int r0, int r1)>();
+        if (dx != null) work.AddRange(Plan(rows, inF).Select(p => (true, p.c0, p.w, p.r0, p.r1)));
+        if (dw != null) work.AddRange(Plan(outF, inF).Select(p => (false, p.c0, p.w, p.r0, p.r1)));
+        work = [.. work.Select((p, i) => (p, i)).OrderByDescending(t => (long)t.p.w * (t.p.r1 - t.p.r0) * (t.p.isDx ? outF : rows))
+            .ThenBy(t => t.p.isDx ? 0 : 1).ThenBy(t => t.i).Select(t => t.p)];
         {
             float[] gcd = gc.Data, wd = wc.Data, xd = xc.Data; int gco = gc.Offset, wo = wc.Offset, xo = xc.Offset;
             float[]? td = gT?.Data, dxd = dx?.Data, dwd = dw?.Data;
             WorkShare.Run(work.Count, i =>
             {
-                var (isDx, c0, w) = work[i];
+                var (isDx, c0, w, r0, r1) = work[i];
+                int m = r1 - r0;
                 if (isDx)
-                    Gemm.Sgemm(false, false, rows, w, outF, 1f, gcd.AsSpan(gco, rows * outF), outF,
-                        wd.AsSpan(wo + c0, (outF - 1) * inF + w), inF, 0f, dxd.AsSpan(c0, (rows - 1) * inF + w), inF, parallel: false);
+                    Gemm.Sgemm(false, false, m, w, outF, 1f, gcd.AsSpan(gco + r0 * outF, m * outF), outF,
+                        wd.AsSpan(wo + c0, (outF - 1) * inF + w), inF, 0f, dxd.AsSpan(r0 * inF + c0, (m - 1) * inF + w), inF, parallel: false);
                 else
-                    Gemm.Sgemm(false, false, outF, w, rows, 1f, td.AsSpan(0, outF * rows), rows,
-                        xd.AsSpan(xo + c0, (rows - 1) * inF + w), inF, 0f, dwd.AsSpan(c0, (outF - 1) * inF + w), inF, parallel: false);
-            }, Environment.ProcessorCount);
+                    Gemm.Sgemm(false, false, m, w, rows, 1f, td.AsSpan(r0 * rows, m * rows), rows,
+                        xd.AsSpan(xo + c0, (rows - 1) * inF + w), inF, 0f, dwd.AsSpan(r0 * inF + c0, (m - 1) * inF + w), inF, parallel: false);
+            }, Environment.ProcessorCount, "linear backward pieces (shared)");
         }
         // Private buffers go back to the pool now rather than to the GC.
         gT?.Dispose();
