@@ -26,7 +26,7 @@ public sealed record BenchCase(string Name, string Description, Func<BenchOption
 /// </summary>
 public static class Bench
 {
-    private static readonly List<BenchCase> _cases = [.. BenchPeak.Cases(), .. GemmCases(), AttentionCase(), .. BenchIndex.Cases(), .. BenchBridgeTower.Cases(), .. BenchModels.Cases(), .. BenchBlip.Cases()];
+    private static readonly List<BenchCase> _cases = [.. BenchPeak.Cases(), .. GemmCases(), AttentionCase(), .. BenchIndex.Cases(), .. BenchBridgeTower.Cases(), .. BenchModels.Cases(), .. BenchBlip.Cases(), .. BenchAb.Cases()];
 
     public static IReadOnlyList<BenchCase> Cases => _cases;
 

@@ -16,6 +16,8 @@ public static class Profiler
     private static readonly object Gate = new();
     private static readonly Dictionary<string, (long ticks, int calls)> Forward = new();
     private static readonly Dictionary<string, (long ticks, int calls)> Backward = new();
+    /// <summary>Per parallel region: core-time left idle (workers × wall − Σ busy), and workers × wall.</summary>
+    private static readonly Dictionary<string, (long idle, long capacity, int calls)> Idle = new();
     [ThreadStatic] private static long _lastRecord;
 
     internal static void OnRecord(string name)
@@ -31,6 +33,19 @@ public static class Profiler
     public static void MarkForwardStart() => _lastRecord = Stopwatch.GetTimestamp();
 
     internal static void AddBackward(string name, long ticks) => Add(Backward, name, ticks);
+
+    /// <summary>Records a parallel region's join: <paramref name="busy"/> ticks each worker spent from the region's
+    /// start to finishing its last piece (the rest of the region's wall time × workers is a core left idle).</summary>
+    internal static void AddIdle(string name, long wall, ReadOnlySpan<long> busy)
+    {
+        long idle = 0;
+        foreach (var b in busy) idle += Math.Max(0, wall - b);
+        lock (Gate)
+        {
+            Idle.TryGetValue(name, out var v);
+            Idle[name] = (v.idle + idle, v.capacity + wall * busy.Length, v.calls + 1);
+        }
+    }
 
     private static void Add(Dictionary<string, (long, int)> d, string name, long ticks)
     {
@@ -49,7 +64,13 @@ public static class Profiler
         {
             Table(sb, "forward (recorded ops)", Forward, 0);
             Table(sb, "backward", Backward, backwardTotalTicks);
-            Forward.Clear(); Backward.Clear();
+            if (Idle.Count > 0)
+            {
+                sb.AppendLine("VLM_PROFILE idle cores at parallel joins (core-ms idle / core-ms of the regions):");
+                foreach (var (name, (idle, cap, calls)) in Idle.OrderByDescending(kv => kv.Value.capacity))
+                    sb.AppendLine($"  {name,-32} {calls,6} calls {idle * 1000.0 / Stopwatch.Frequency,10:F1} of {cap * 1000.0 / Stopwatch.Frequency,8:F1} ms {100.0 * idle / Math.Max(1, cap),6:F1}%");
+            }
+            Forward.Clear(); Backward.Clear(); Idle.Clear();
         }
         _lastRecord = 0;
         Console.Error.Write(sb.ToString());
