@@ -31,24 +31,6 @@ internal static class WorkShare
         if (busy != null) Autograd.Profiler.AddIdle(profileName!, System.Diagnostics.Stopwatch.GetTimestamp() - t0, busy);
     }
 
-    /// <summary>Cuts [0, n) into column pieces (c0, width) for guided scheduling: each piece takes about a third of
-    /// what is left, rounded up to whole 32-wide GEMM panels and kept between <paramref name="min"/> and
-    /// <paramref name="max"/> columns (max = the GEMM's column block, so a piece never splits one of its B blocks;
-    /// min keeps the per-piece re-read of A small). 768 → 256, 192, 128, 64, 64, 64.</summary>
-    public static List<(int c0, int w)> Pieces(int n, int min = 64, int max = 512, int divisor = 3)
-    {
-        var r = new List<(int, int)>();
-        for (int c0 = 0; c0 < n;)
-        {
-            int rem = n - c0;
-            int w = Math.Clamp((rem / divisor + 31) / 32 * 32, min, max);
-            if (w >= rem) w = rem;
-            r.Add((c0, w));
-            c0 += w;
-        }
-        return r;
-    }
-
     /// <summary>
     /// Cuts an m×n product into pieces (c0, w, r0, r1) that repeat no GEMM packing and re-read no operand more than
     /// a single call would: whole column blocks of <paramref name="nc"/> (the GEMM's own column block, so each piece

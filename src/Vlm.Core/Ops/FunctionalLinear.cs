@@ -161,24 +161,8 @@ public static partial class F
         return Environment.ProcessorCount > 1 && Gemm.Effective == GemmBackend.Managed && 2L * rows * inF * outF >= 1L << 24;
     }
 
-    /// <summary>Piece sizing (tuning, read per call): VLM_LINEAR_PIECE="min,max,divisor" (default 64,512,3).</summary>
-    private static (int min, int max, int div) PieceSizing => ParsePieceSizing(Environment.GetEnvironmentVariable("VLM_LINEAR_PIECE"));
-
-    private static (int, int, int) ParsePieceSizing(string? v)
-    {
-        var p = v?.Split(',');
-        return p is { Length: 3 } && int.TryParse(p[0], out var a) && int.TryParse(p[1], out var b) && int.TryParse(p[2], out var c)
-            && a >= 32 && b >= a && c >= 1 ? (a, b, c) : (64, 512, 3);
-    }
-
-    /// <summary>The pieces of an m×n product: whole 512-column blocks, the last block cut by rows (default), or
-    /// VLM_LINEAR_PLAN=cols (read per call): guided column pieces only (comparisons).</summary>
-    private static List<(int c0, int w, int r0, int r1)> Plan(int m, int n)
-    {
-        if (Environment.GetEnvironmentVariable("VLM_LINEAR_PLAN") != "cols") return WorkShare.Blocks(m, n);
-        var p = PieceSizing;
-        return WorkShare.Pieces(n, p.min, p.max, p.div).Select(c => (c.c0, c.w, 0, m)).ToList();
-    }
+    /// <summary>The pieces of an m×n product: whole 512-column blocks, the last block cut by rows.</summary>
+    private static List<(int c0, int w, int r0, int r1)> Plan(int m, int n) => WorkShare.Blocks(m, n);
 
     /// <summary>y[:, c0..c0+w] = act(x·W[c0..c0+w]ᵀ + b[c0..c0+w]) per column piece (W's rows are contiguous, so a
     /// piece packs only its own rows of W; x is read in place). With <paramref name="geluOut"/>, target receives the
