@@ -30,6 +30,8 @@ public static class BenchAb
 
     private static IEnumerable<BenchResult> Run(string name, string shape, double flop, Action step, int reps)
     {
+        // Unset, the case is skipped, so a filter such as "vit_b16_forward_b8" that also matches an A/B name still runs.
+        if (Environment.GetEnvironmentVariable("VLM_AB") is null) { Console.Error.WriteLine($"{name}: skipped (set VLM_AB=\"NAME=a|b\")"); yield break; }
         var (var, values) = Parse();
         using var proc = System.Diagnostics.Process.GetCurrentProcess();
         double Cpu() { proc.Refresh(); return proc.TotalProcessorTime.TotalMilliseconds; }
