@@ -190,8 +190,11 @@ public static class BenchModels
         {
             opt.ZeroGrad(recycle: true);
             long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-            var y = RunEncoder(layers, x);
-            var loss = y.Square().Mean();
+            // Disposed at the end of the step, as Python's refcounting frees torch's: left to the GC, their buffers
+            // miss the pool and the next step page-faults fresh ones.
+            using var y = RunEncoder(layers, x);
+            using var sq = y.Square();
+            using var loss = sq.Mean();
             forwardMs = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
             loss.Backward();
             opt.Step();
@@ -212,8 +215,9 @@ public static class BenchModels
                 double a0 = AllocMb();
                 double c0 = Cpu(), s0 = Sys();
                 var sw = System.Diagnostics.Stopwatch.StartNew();
-                var y = RunEncoder(layers, x);
-                var loss = y.Square().Mean();
+                using var y = RunEncoder(layers, x);
+                using var sq = y.Square();
+                using var loss = sq.Mean();
                 var tf = sw.Elapsed.TotalMilliseconds; double c1 = Cpu(), s1 = Sys(), a1 = AllocMb();
                 loss.Backward();
                 var tb = sw.Elapsed.TotalMilliseconds; double c2 = Cpu(), s2 = Sys(), a2 = AllocMb();

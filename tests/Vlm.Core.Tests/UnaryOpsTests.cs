@@ -90,6 +90,32 @@ public class UnaryOpsTests
     }
 
     [Fact]
+    public void PowerBackwardsOnLargeViewsAreTorchsFormulaExactly()
+    {
+        // Past the parallel threshold, on a transposed view, with a broadcast gradient (what mean's backward hands
+        // over): square's fused pass must give g·(2x), sqrt's g / (2y), rsqrt's g·(-0.5·y³), bit for bit.
+        var rng = new Rng(11);
+        var x = Tensor.Rand([400, 300], rng, 0.5f, 2f); x.RequiresGrad = true;
+        var g = Tensor.Randn([300, 1], rng);
+        var xt = x.T;                                   // (300, 400), non-contiguous
+        var gx = g.Expand(300, 400);
+        var xs = xt.Contiguous().ToArray(); var gs = gx.Contiguous().ToArray();
+        foreach (var (name, op, rule) in new (string, Func<Tensor, Tensor>, Func<float, float, float>)[]
+        {
+            ("square", t => t.Square(), (v, gv) => gv * (2f * v)),
+            ("sqrt", t => t.Sqrt(), (v, gv) => gv / (2f * MathF.Sqrt(v))),
+            ("rsqrt", t => t.Rsqrt(), (v, gv) => { float y = 1f / MathF.Sqrt(v); return gv * (-0.5f * y * y * y); }),
+        })
+        {
+            x.Grad = null;
+            op(xt).Backward(gx);
+            var got = x.Grad!.T.Contiguous().ToArray();
+            for (int i = 0; i < xs.Length; i++)
+                Assert.True(rule(xs[i], gs[i]) == got[i], $"{name} grad [{i}]: expected {rule(xs[i], gs[i])}, got {got[i]}");
+        }
+    }
+
+    [Fact]
     public void Gradients()
     {
         var rng = new Rng(7);

@@ -81,7 +81,11 @@ public sealed partial class Tensor
         if (!Recorder.ShouldRecord(this)) return y;
         Recorder.Save(y);
         // torch: grad / (2 · result)
-        return Recorder.Record(y, "sqrt", [this], g => [BinaryKernel<DivOp>(g, y.MapKernel((a, d) => TensorPrimitives.Multiply(a, 2f, d)))]);
+        return Recorder.Record(y, "sqrt", [this], g =>
+        {
+            using var twoY = y.MapKernel((a, d) => TensorPrimitives.Multiply(a, 2f, d));
+            return [BinaryKernel<DivOp>(g, twoY)];
+        });
     }
 
     /// <summary>1 / sqrt(x), computed as a true division (torch's CPU rsqrt rounds the same way).</summary>
@@ -91,17 +95,26 @@ public sealed partial class Tensor
         if (!Recorder.ShouldRecord(this)) return y;
         Recorder.Save(y);
         // d/dx x^-1/2 = -0.5 · y³
-        return Recorder.Record(y, "rsqrt", [this], g => [MulNr(g, y.MapKernel((a, d) =>
+        return Recorder.Record(y, "rsqrt", [this], g =>
         {
-            for (int i = 0; i < d.Length; i++) d[i] = -0.5f * a[i] * a[i] * a[i];
-        }))]);
+            using var dy = y.MapKernel((a, d) =>
+            {
+                for (int i = 0; i < d.Length; i++) d[i] = -0.5f * a[i] * a[i] * a[i];
+            });
+            return [MulNr(g, dy)];
+        });
     }
 
     public Tensor Square()
     {
         var y = MapKernel((x, d) => TensorPrimitives.Multiply(x, x, d), 1 << 16);
         var x = this;
-        return Recorder.Record(y, "square", [x], g => [MulNr(g, x.MapKernel((a, d) => TensorPrimitives.Multiply(a, 2f, d)))]);
+        // torch: grad · (2x), in one pass: no 2x temporary left to the GC (it page-faulted a fresh buffer every step).
+        return Recorder.Record(y, "square", [x], g => [ZipKernel(x, g, (a, gs, d) =>
+        {
+            TensorPrimitives.Multiply(a, 2f, d);
+            TensorPrimitives.Multiply(gs, d, d);
+        }, 1 << 16)]);
     }
 
     public Tensor Reciprocal()
