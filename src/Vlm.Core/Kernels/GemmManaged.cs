@@ -343,37 +343,40 @@ public static unsafe class GemmManaged
         }
     }
 
+    /// <summary>dst[c·ldd + r] = src[r·lds + c] for an 8×8 tile, in registers (unpack pairs, shuffle quads, swap
+    /// 128-bit halves). Packs op(B) = Bᵀ here and transposes the output gradient in LinearGradKernels.Prep.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Transpose8x8(float* src, int lds, float* dst, int ldd)
+    {
+        var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + lds);
+        var r2 = Avx.LoadVector256(src + 2 * lds); var r3 = Avx.LoadVector256(src + 3 * lds);
+        var r4 = Avx.LoadVector256(src + 4 * lds); var r5 = Avx.LoadVector256(src + 5 * lds);
+        var r6 = Avx.LoadVector256(src + 6 * lds); var r7 = Avx.LoadVector256(src + 7 * lds);
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(dst + ldd, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(dst + 2 * ldd, Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(dst + 3 * ldd, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(dst + 4 * ldd, Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(dst + 5 * ldd, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(dst + 6 * ldd, Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(dst + 7 * ldd, Avx.Permute2x128(u3, u7, 0x31));
+    }
+
     /// <summary>Writes the kc×8 block (p, j) = src[j·ldb + p] into dst rows of <paramref name="width"/> floats.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackTransposed8(float* src, int ldb, int kc, float* dst, int width)
     {
         float* s0 = src, s1 = s0 + ldb, s2 = s1 + ldb, s3 = s2 + ldb, s4 = s3 + ldb, s5 = s4 + ldb, s6 = s5 + ldb, s7 = s6 + ldb;
         int p = 0;
-        for (; p + 8 <= kc; p += 8)
-        {
-            // Classic 8×8 transpose: unpack pairs, shuffle quads, swap 128-bit halves.
-            var r0 = Avx.LoadVector256(s0 + p); var r1 = Avx.LoadVector256(s1 + p);
-            var r2 = Avx.LoadVector256(s2 + p); var r3 = Avx.LoadVector256(s3 + p);
-            var r4 = Avx.LoadVector256(s4 + p); var r5 = Avx.LoadVector256(s5 + p);
-            var r6 = Avx.LoadVector256(s6 + p); var r7 = Avx.LoadVector256(s7 + p);
-            var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
-            var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
-            var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
-            var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
-            var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
-            var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
-            var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
-            var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
-            float* d = dst + (nint)p * width;
-            Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20));
-            Avx.Store(d + width, Avx.Permute2x128(u1, u5, 0x20));
-            Avx.Store(d + 2 * width, Avx.Permute2x128(u2, u6, 0x20));
-            Avx.Store(d + 3 * width, Avx.Permute2x128(u3, u7, 0x20));
-            Avx.Store(d + 4 * width, Avx.Permute2x128(u0, u4, 0x31));
-            Avx.Store(d + 5 * width, Avx.Permute2x128(u1, u5, 0x31));
-            Avx.Store(d + 6 * width, Avx.Permute2x128(u2, u6, 0x31));
-            Avx.Store(d + 7 * width, Avx.Permute2x128(u3, u7, 0x31));
-        }
+        for (; p + 8 <= kc; p += 8) Transpose8x8(src + p, ldb, dst + (nint)p * width, width);
         for (; p < kc; p++)
         {
             float* d = dst + (nint)p * width;
