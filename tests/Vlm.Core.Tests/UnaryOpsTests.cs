@@ -93,7 +93,8 @@ public class UnaryOpsTests
     public void PowerBackwardsOnLargeViewsAreTorchsFormulaExactly()
     {
         // Past the parallel threshold, on a transposed view, with a broadcast gradient (what mean's backward hands
-        // over): square's fused pass must give g·(2x), sqrt's g / (2y), rsqrt's g·(-0.5·y³), bit for bit.
+        // over): square's fused pass must give g·(2x), sqrt's g / (2y), rsqrt's g·(-0.5·y³), reciprocal's g·(-y²),
+        // bit for bit.
         var rng = new Rng(11);
         var x = Tensor.Rand([400, 300], rng, 0.5f, 2f); x.RequiresGrad = true;
         var g = Tensor.Randn([300, 1], rng);
@@ -105,6 +106,7 @@ public class UnaryOpsTests
             ("square", t => t.Square(), (v, gv) => gv * (2f * v)),
             ("sqrt", t => t.Sqrt(), (v, gv) => gv / (2f * MathF.Sqrt(v))),
             ("rsqrt", t => t.Rsqrt(), (v, gv) => { float y = 1f / MathF.Sqrt(v); return gv * (-0.5f * y * y * y); }),
+            ("reciprocal", t => t.Reciprocal(), (v, gv) => { float y = 1f / v; return gv * (-y * y); }),
         })
         {
             x.Grad = null;

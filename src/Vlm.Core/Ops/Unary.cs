@@ -81,11 +81,11 @@ public sealed partial class Tensor
         if (!Recorder.ShouldRecord(this)) return y;
         Recorder.Save(y);
         // torch: grad / (2 · result)
-        return Recorder.Record(y, "sqrt", [this], g =>
+        return Recorder.Record(y, "sqrt", [this], g => [ZipKernel(y, g, (a, gs, d) =>
         {
-            using var twoY = y.MapKernel((a, d) => TensorPrimitives.Multiply(a, 2f, d));
-            return [BinaryKernel<DivOp>(g, twoY)];
-        });
+            TensorPrimitives.Multiply(a, 2f, d);
+            TensorPrimitives.Divide(gs, d, d);
+        }, 1 << 16)]);
     }
 
     /// <summary>1 / sqrt(x), computed as a true division (torch's CPU rsqrt rounds the same way).</summary>
@@ -95,21 +95,17 @@ public sealed partial class Tensor
         if (!Recorder.ShouldRecord(this)) return y;
         Recorder.Save(y);
         // d/dx x^-1/2 = -0.5 · y³
-        return Recorder.Record(y, "rsqrt", [this], g =>
+        return Recorder.Record(y, "rsqrt", [this], g => [ZipKernel(y, g, (a, gs, d) =>
         {
-            using var dy = y.MapKernel((a, d) =>
-            {
-                for (int i = 0; i < d.Length; i++) d[i] = -0.5f * a[i] * a[i] * a[i];
-            });
-            return [MulNr(g, dy)];
-        });
+            for (int i = 0; i < d.Length; i++) d[i] = gs[i] * (-0.5f * a[i] * a[i] * a[i]);
+        }, 1 << 16)]);
     }
 
     public Tensor Square()
     {
         var y = MapKernel((x, d) => TensorPrimitives.Multiply(x, x, d), 1 << 16);
         var x = this;
-        // torch: grad · (2x), in one pass: no 2x temporary left to the GC (it page-faulted a fresh buffer every step).
+        // torch: grad · (2x), in one pass (ZipKernel, as sqrt and rsqrt): no 2x temporary.
         return Recorder.Record(y, "square", [x], g => [ZipKernel(x, g, (a, gs, d) =>
         {
             TensorPrimitives.Multiply(a, 2f, d);
@@ -122,10 +118,10 @@ public sealed partial class Tensor
         var y = MapKernel((x, d) => TensorPrimitives.Divide(1f, x, d), 1 << 16);
         if (!Recorder.ShouldRecord(this)) return y;
         Recorder.Save(y);
-        return Recorder.Record(y, "reciprocal", [this], g => [MulNr(g, y.MapKernel((a, d) =>
+        return Recorder.Record(y, "reciprocal", [this], g => [ZipKernel(y, g, (a, gs, d) =>
         {
-            for (int i = 0; i < d.Length; i++) d[i] = -a[i] * a[i];
-        }))]);
+            for (int i = 0; i < d.Length; i++) d[i] = gs[i] * (-a[i] * a[i]);
+        }, 1 << 16)]);
     }
 
     /// <summary>x^p with torch's special cases (p = 2, 3, 0.5, -1 … use exact formulas; others MathF.Pow).</summary>
