@@ -110,8 +110,14 @@ public static class Bench
             run();
             times[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
         }
-        Array.Sort(times);
-        return reps % 2 == 1 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
+        return Median(times);
+    }
+
+    /// <summary>The median (mean of the middle two for an even count).</summary>
+    public static double Median(IEnumerable<double> values)
+    {
+        var s = values.Order().ToArray();
+        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
     }
 
     /// <summary>Medians for several variants measured round-robin (A B A B …), so load from other processes on a
@@ -130,11 +136,7 @@ public static class Bench
                 times[v][i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
             }
         }
-        return times.Select(t =>
-        {
-            Array.Sort(t);
-            return reps % 2 == 1 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
-        }).ToArray();
+        return times.Select(Median).ToArray();
     }
 
     public static double PeakMb()

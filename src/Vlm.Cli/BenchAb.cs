@@ -52,7 +52,7 @@ public static class BenchAb
             Console.Error.WriteLine($"ab {name} round {r + 1}: A({var}={values[0] ?? "unset"}) {ms[0][r]:F0} ms cpu {cpu[0][r] / ms[0][r] / Environment.ProcessorCount:P0}, " +
                 $"B({values[1] ?? "unset"}) {ms[1][r]:F0} ms cpu {cpu[1][r] / ms[1][r] / Environment.ProcessorCount:P0}, B/A {ms[1][r] / ms[0][r]:F3}");
         }
-        static double Med(IEnumerable<double> x) { var s = x.OrderBy(v => v).ToArray(); return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2; }
+        static double Med(IEnumerable<double> x) => Bench.Median(x);
         var ratios = ms[1].Zip(ms[0], (b, a) => b / a).ToList();
         Console.Error.WriteLine($"ab {name}: median A {Med(ms[0]):F0} ms, B {Med(ms[1]):F0} ms; median B/A {Med(ratios):F3}; ratios {string.Join(" ", ratios.Select(x => x.ToString("F3")))}; " +
             $"cpu use A {Med(cpu[0].Zip(ms[0], (c, m) => c / m / Environment.ProcessorCount)):P1}, B {Med(cpu[1].Zip(ms[1], (c, m) => c / m / Environment.ProcessorCount)):P1}; " +

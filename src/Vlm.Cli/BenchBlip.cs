@@ -58,15 +58,9 @@ public static class BenchBlip
             }
         }
         string shape = "384px 577tok, 20 tok";
-        yield return new BenchResult("blip_base_caption_b1", "vlm:encode", shape, o.Threads, 0, Median(encode), Bench.PeakMb());
-        yield return new BenchResult("blip_base_caption_b1", "vlm:first_step", shape, o.Threads, 0, Median(first), Bench.PeakMb());
-        yield return new BenchResult("blip_base_caption_b1", "vlm:cached_step", shape, o.Threads, 0, Median(later), Bench.PeakMb());
-        yield return new BenchResult("blip_base_caption_b1", "vlm:total", shape, o.Threads, 0, Median(total), Bench.PeakMb());
-    }
-
-    private static double Median(List<double> x)
-    {
-        var a = x.Order().ToArray();
-        return a.Length % 2 == 1 ? a[a.Length / 2] : 0.5 * (a[a.Length / 2 - 1] + a[a.Length / 2]);
+        yield return new BenchResult("blip_base_caption_b1", "vlm:encode", shape, o.Threads, 0, Bench.Median(encode), Bench.PeakMb());
+        yield return new BenchResult("blip_base_caption_b1", "vlm:first_step", shape, o.Threads, 0, Bench.Median(first), Bench.PeakMb());
+        yield return new BenchResult("blip_base_caption_b1", "vlm:cached_step", shape, o.Threads, 0, Bench.Median(later), Bench.PeakMb());
+        yield return new BenchResult("blip_base_caption_b1", "vlm:total", shape, o.Threads, 0, Bench.Median(total), Bench.PeakMb());
     }
 }

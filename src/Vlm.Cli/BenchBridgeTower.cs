@@ -156,16 +156,9 @@ public static class BenchBridgeTower
                 }
                 Console.Error.WriteLine($"b{batch} round {i + 1} {DateTime.UtcNow:HH:mm:ss}: new {tNew[i]:F0} ms, ref {tRef[i]:F0} ms, ref/new {tRef[i] / tNew[i]:F3}");
             }
-            double mNew = Median(tNew), mRef = Median(tRef);
+            double mNew = Bench.Median(tNew), mRef = Bench.Median(tRef);
             yield return new BenchResult($"bridgetower_forward_ab_b{batch}", "new", $"B{batch} 288px 50tok", o.Threads, mRef / mNew, mNew, Bench.PeakMb());
             yield return new BenchResult($"bridgetower_forward_ab_b{batch}", "ref", $"B{batch} 288px 50tok", o.Threads, 0, mRef, Bench.PeakMb());
         }
-    }
-
-    private static double Median(double[] t)
-    {
-        var s = (double[])t.Clone();
-        Array.Sort(s);
-        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
     }
 }

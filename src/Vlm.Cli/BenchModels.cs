@@ -240,9 +240,8 @@ public static class BenchModels
             total[i] = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
             fwd[i] = forwardMs;
         }
-        static double Med(double[] t) { var s = t.OrderBy(v => v).ToArray(); return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]); }
-        yield return new BenchResult("train_step_6l_b8", "vlm", "L6 B8 T197 D768", Cores, 3 * EncoderFlop(6, 8) / Med(total) / 1e6, Med(total), Bench.PeakMb());
-        yield return new BenchResult("train_step_6l_b8", "vlm-forward-part", "L6 B8 T197 D768", Cores, EncoderFlop(6, 8) / Med(fwd) / 1e6, Med(fwd), Bench.PeakMb());
+        yield return new BenchResult("train_step_6l_b8", "vlm", "L6 B8 T197 D768", Cores, 3 * EncoderFlop(6, 8) / Bench.Median(total) / 1e6, Bench.Median(total), Bench.PeakMb());
+        yield return new BenchResult("train_step_6l_b8", "vlm-forward-part", "L6 B8 T197 D768", Cores, EncoderFlop(6, 8) / Bench.Median(fwd) / 1e6, Bench.Median(fwd), Bench.PeakMb());
     }
 
     /// <summary>The engine's parallel loops use every core (no global thread cap exists), so model figures are
