@@ -100,7 +100,7 @@ public static class BenchAb
         var (layers, _) = BenchModels.BuildEncoder(12);
         foreach (var l in layers) l.Eval();
         var x = Tensor.Randn([8, 197, 768], new Rng(1));
-        void Fwd() { using (Tensor.NoGrad()) BenchModels.RunEncoder(layers, x).Dispose(); }
+        void Fwd() { using (Tensor.Inference()) BenchModels.RunEncoder(layers, x).Dispose(); }
         return Run("ab_vit_b16_forward_b8", "L12 B8 T197 D768", BenchModels.EncoderFlop(12, 8), Fwd, o.Reps);
     }
 }

@@ -33,7 +33,7 @@ public static class BenchBlip
         var pixels = Tensor.Randn([1, 3, 384, 384], new Rng(1));
         const int tokens = 20;
         var encode = new List<double>(); var first = new List<double>(); var later = new List<double>(); var total = new List<double>();
-        using (Tensor.NoGrad())
+        using (Tensor.Inference())
         {
             for (int rep = 0; rep < o.Reps + 2; rep++)
             {
@@ -47,12 +47,14 @@ public static class BenchBlip
                 {
                     long ts = Stopwatch.GetTimestamp();
                     var input = s == 0 ? Tensor.FromArray(new long[] { ids[0] }, 1, 1) : Tensor.FromArray(new long[] { ids[^1] }, 1, 1);
-                    var mask = Tensor.Ones(1, ids.Count);
-                    var logits = session.Step(input, mask);                                  // (1, V)
-                    ids.Add(logits.ArgMax(1).ToInt64Array()[0]);                             // greedy, no stop
+                    using var mask = Tensor.Ones(1, ids.Count);
+                    using var logits = session.Step(input, mask);                            // (1, V)
+                    using var next = logits.ArgMax(1);
+                    ids.Add(next.ToInt64Array()[0]);                                         // greedy, no stop
                     steps[s] = Stopwatch.GetElapsedTime(ts).TotalMilliseconds;
                 }
                 double all = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                image.Dispose();
                 if (rep < 2) continue;                                                       // warm-up
                 encode.Add(enc); first.Add(steps[0]); later.AddRange(steps.Skip(1)); total.Add(all);
             }

@@ -26,7 +26,7 @@ public static class BenchBridgeTower
         var input = Tensor.FromArray(ids, batch, 50);
         var pixels = Tensor.Randn([batch, 3, 288, 288], rng);
         double ms;
-        using (Tensor.NoGrad())
+        using (Tensor.Inference())
             ms = Bench.MedianMs(() =>
             {
                 var r = model.Forward(input, null, pixels);
@@ -104,7 +104,7 @@ public static class BenchBridgeTower
             runs.Add(fused); runs.Add(unfused);
         }
         double[] ms;
-        using (Tensor.NoGrad()) ms = Bench.MedianMsInterleaved(runs, o.Reps);
+        using (Tensor.Inference()) ms = Bench.MedianMsInterleaved(runs, o.Reps);
         for (int i = 0; i < parts.Count; i++)
         {
             yield return new BenchResult("bridgetower_parts_ab", "new", parts[i].name, o.Threads, ms[2 * i + 1] / ms[2 * i], ms[2 * i], Bench.PeakMb());
@@ -132,7 +132,7 @@ public static class BenchBridgeTower
                 string? v = reference ? "1" : null;
                 Environment.SetEnvironmentVariable("VLM_SDPA_REF", v);
                 Environment.SetEnvironmentVariable("VLM_FUSION_REF", v);
-                using (Tensor.NoGrad())
+                using (Tensor.Inference())
                 {
                     var r = model.Forward(input, null, pixels);
                     r.TextFeatures.Dispose(); r.ImageFeatures.Dispose(); r.PoolerOutput.Dispose();

@@ -112,7 +112,7 @@ public static class BenchModels
         foreach (var l in layers) l.Eval();
         var x = Tensor.Randn([batch, 197, 768], new Rng(1));
         double ms;
-        using (Tensor.NoGrad())
+        using (Tensor.Inference())
             ms = Bench.MedianMs(() => RunEncoder(layers, x).Dispose(), batch == 1 ? o.Reps : Math.Max(3, o.Reps / 2));
         yield return new BenchResult($"vit_b16_forward_b{batch}", "vlm", $"L12 B{batch} T197 D768", Cores, EncoderFlop(12, batch) / ms / 1e6, ms, Bench.PeakMb());
     }
@@ -144,7 +144,7 @@ public static class BenchModels
             ("attention", () => F.ScaledDotProductAttention(Split(0), Split(1), Split(2)).Dispose()),
         };
         double[] ms;
-        using (Tensor.NoGrad())
+        using (Tensor.Inference())
             ms = Bench.MedianMsInterleaved(parts.Select(p => p.run).ToList(), o.Reps);
         for (int i = 0; i < parts.Length; i++)
             yield return new BenchResult("vit_parts_b8", "vlm", parts[i].name, Cores, 0, ms[i], Bench.PeakMb());

@@ -20,6 +20,10 @@ public sealed class Storage
     public byte[]? U8 { get; }
 
     private int _refs = 1;
+    private int _version;
+    /// <summary>Wraps an array a caller still holds (<see cref="Tensor.FromArray(float[], int[])"/>): it may change
+    /// behind the engine's back, so nothing derived from its contents is cached (see <see cref="Version"/>).</summary>
+    internal bool CallerHeld { get; private init; }
     /// <summary>Wraps a caller's array: never handed to the pool.</summary>
     private volatile bool _pinned;
     /// <summary>Autograd saved it for a backward rule: the engine never updates it in place.</summary>
@@ -43,10 +47,20 @@ public sealed class Storage
         };
     }
 
-    public static Storage Wrap(float[] data) => new(DType.Float32, data.Length, data, null, null, null) { _pinned = true };
+    /// <param name="callerHeld">the caller keeps the array (true for the public FromArray); false for arrays the
+    /// engine made itself (checkpoint loading), which change only through tensor APIs.</param>
+    public static Storage Wrap(float[] data, bool callerHeld = true) =>
+        new(DType.Float32, data.Length, data, null, null, null) { _pinned = true, CallerHeld = callerHeld };
     public static Storage Wrap(long[] data) => new(DType.Int64, data.Length, null, data, null, null);
     public static Storage Wrap(int[] data) => new(DType.Int32, data.Length, null, null, data, null);
     public static Storage Wrap(byte[] data, DType dtype) => new(dtype, data.Length, null, null, null, data);
+
+    /// <summary>Counts writes made through the tensor APIs that can change existing elements (a public
+    /// <see cref="Tensor.Span"/> handed out, the indexer, CopyFrom, AddInPlace): what is derived from the contents
+    /// (prepacked Linear weights) is rebuilt when it moves. Fresh op outputs never need it.</summary>
+    internal int Version => Volatile.Read(ref _version);
+
+    internal void Touch() => Interlocked.Increment(ref _version);
 
     internal void Retain() => Interlocked.Increment(ref _refs);
 

@@ -88,6 +88,14 @@ public sealed partial class Tensor : IDisposable
         return new Tensor(Storage.Wrap(data), (int[])shape.Clone());
     }
 
+    /// <summary>As <see cref="FromArray(float[], int[])"/> for an array the engine made and nobody else holds
+    /// (checkpoint loading): its contents change only through tensor APIs, so derived caches may key on it.</summary>
+    internal static Tensor FromOwnedArray(float[] data, int[] shape)
+    {
+        CheckLength(data.Length, shape);
+        return new Tensor(Storage.Wrap(data, callerHeld: false), (int[])shape.Clone());
+    }
+
     public static Tensor FromArray(long[] data, params int[] shape)
     {
         CheckLength(data.Length, shape);
@@ -124,13 +132,16 @@ public sealed partial class Tensor : IDisposable
 
     // ---------------------------------------------------------------- data access
 
-    /// <summary>The float32 elements of a contiguous tensor, in row-major order.</summary>
+    /// <summary>The float32 elements of a contiguous tensor, in row-major order. The span is writable, so handing it
+    /// out counts as a write (<see cref="Storage.Version"/>): a span kept across an inference call
+    /// (<see cref="Inference"/>) and written afterwards is not seen by that scope's prepacked weights.</summary>
     public Span<float> Span
     {
         get
         {
             RequireContiguous();
             var f = Storage.F32 ?? throw DataUnavailable();
+            Storage.Touch();
             return f.AsSpan(Offset, Numel);
         }
     }
@@ -150,6 +161,17 @@ public sealed partial class Tensor : IDisposable
         get { RequireContiguous(); return (Storage.U8 ?? throw DataUnavailable()).AsSpan(Offset, Numel); }
     }
 
+    /// <summary>The float32 elements of a contiguous tensor for reading: unlike <see cref="Span"/>, not counted as a
+    /// write.</summary>
+    internal ReadOnlySpan<float> ReadSpan
+    {
+        get
+        {
+            RequireContiguous();
+            return (Storage.F32 ?? throw DataUnavailable()).AsSpan(Offset, Numel);
+        }
+    }
+
     /// <summary>The whole underlying float buffer (kernels index it through Offset/Strides).</summary>
     internal float[] Data => Storage.F32 ?? throw DataUnavailable();
 
@@ -167,7 +189,7 @@ public sealed partial class Tensor : IDisposable
     public float[] ToArray()
     {
         var c = Contiguous();
-        if (DType == DType.Float32) return c.Span.ToArray();
+        if (DType == DType.Float32) return c.ReadSpan.ToArray();
         var r = new float[Numel];
         for (int i = 0; i < r.Length; i++) r[i] = c.GetFlat(i);
         return r;
@@ -218,6 +240,7 @@ public sealed partial class Tensor : IDisposable
         set
         {
             int o = OffsetOf(index);
+            Storage.Touch();
             switch (DType)
             {
                 case DType.Float32: Data[o] = value; break;
@@ -253,6 +276,11 @@ public sealed partial class Tensor : IDisposable
 
     /// <summary>Disables recording within a using-scope (inference, optimizer steps).</summary>
     public static IDisposable NoGrad() => GradMode.Disable();
+
+    /// <summary>torch.inference_mode: no recording, and the weights stay fixed while the scope is open, so Linear
+    /// layers reuse weights packed for the GEMM once (one extra copy of each weight used; <c>VLM_PREPACK=0</c>
+    /// turns it off). Do not modify parameters inside the scope.</summary>
+    public static IDisposable Inference() => GradMode.Inference();
 
     /// <summary>Creates the result tensor of an op over fresh contiguous storage.</summary>
     internal static Tensor NewResult(int[] shape, DType dtype = DType.Float32, bool zero = false) =>

@@ -56,7 +56,7 @@ public sealed class BlipCaptioner
         }
         var opts = edit(_base);
         GenerationResult r;
-        using (Tensor.NoGrad()) r = _model.Generate(pixels, ids, mask, opts);
+        using (Tensor.Inference()) r = _model.Generate(pixels, ids, mask, opts);
         return _tok.Decode(r.Sequences.ToInt64Array(), skipSpecialTokens: true);
     }
 }

@@ -131,7 +131,7 @@ public sealed class InferenceEngine : IDisposable
         lock (model)
         {
             model.Eval();
-            using (Tensor.NoGrad()) return f();
+            using (Tensor.Inference()) return f();
         }
     }
 

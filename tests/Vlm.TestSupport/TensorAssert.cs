@@ -12,6 +12,30 @@ public static class TensorAssert
         Close(expected.ToArray(), actual.ToArray(), atol, rtol, what);
     }
 
+    /// <summary>The same bits element by element (NaNs included), with the first difference reported on failure.</summary>
+    public static void Equal(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, string? what = null)
+    {
+        if (expected.Length != actual.Length)
+            throw new Xunit.Sdk.XunitException($"{what}: length {actual.Length} != expected {expected.Length}");
+        int bad = 0, first = -1;
+        for (int i = 0; i < expected.Length; i++)
+            if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
+            {
+                bad++;
+                if (first < 0) first = i;
+            }
+        if (bad > 0)
+            throw new Xunit.Sdk.XunitException(
+                $"{what}: {bad}/{expected.Length} elements differ in their bits; first at flat index {first}: actual {actual[first]:G9}, expected {expected[first]:G9}");
+    }
+
+    public static void Equal(Tensor expected, Tensor actual, string? what = null)
+    {
+        if (!expected.Shape.SequenceEqual(actual.Shape))
+            throw new Xunit.Sdk.XunitException($"{what}: shape {actual.ShapeString} != expected {expected.ShapeString}");
+        Equal(expected.ToArray(), actual.ToArray(), what);
+    }
+
     public static void Close(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, float atol = 1e-5f, float rtol = 1e-5f, string? what = null)
     {
         if (expected.Length != actual.Length)

@@ -51,7 +51,7 @@ public static class DTypeCodec
 
     internal static Tensor Wrap(string dtype, Array data, int[] shape) => data switch
     {
-        float[] f => Tensor.FromArray(f, shape),
+        float[] f => Tensor.FromOwnedArray(f, shape),
         long[] l => Tensor.FromArray(l, shape),
         int[] i => Tensor.FromArray(i, shape),
         byte[] b => Tensor.FromBytes(b, LoadedAs(dtype), shape),

@@ -236,7 +236,7 @@ public static class SafeTensors
         {
             switch (t.DType)
             {
-                case DType.Float32: s.Write(MemoryMarshal.AsBytes(t.Span)); break;
+                case DType.Float32: s.Write(MemoryMarshal.AsBytes(t.ReadSpan)); break;
                 case DType.Int64: s.Write(MemoryMarshal.AsBytes(t.SpanI64)); break;
                 case DType.Int32: s.Write(MemoryMarshal.AsBytes(t.SpanI32)); break;
                 default: s.Write(t.SpanU8); break;

@@ -175,6 +175,7 @@ public sealed partial class Tensor
         RequireFloat(); other.RequireFloat();
         if (GradMode.IsEnabled && (RequiresGrad || other.RequiresGrad) && GradFn != null)
             throw new InvalidOperationException("in-place update of a tensor recorded in the graph");
+        Storage.Touch();
         var shape = ShapeArray();
         ShapeUtil.BroadcastStrides(other.Shape, other.Strides, shape); // validates
         if (IsContiguous && other.IsContiguous && ShapeUtil.SameShape(Shape, other.Shape))

@@ -59,7 +59,12 @@ public static partial class F
         // parallel vectorised pass writes GELU of it — the same values as Linear(...).Gelu(), without a second op.
         var pre = gelu && record ? NewResultOf(outShape) : null;
         bool geluDone = false;
-        if (Shared(rows, inF, outF, backward: false))
+        // Inference scope: the weight packed once (PackedWeights) instead of on every call; same bits.
+        var packed = record || pre != null ? null : PackedWeights.Get(weight);
+        if (packed != null)
+            GemmManaged.SgemmBiasPacked(rows, xc.Data.AsSpan(xc.Offset, rows * inF), inF, packed, y.Data.AsSpan(0, rows * outF), outF,
+                bc is null ? default : bc.Data.AsSpan(bc.Offset, outF), activation, Environment.ProcessorCount);
+        else if (Shared(rows, inF, outF, backward: false))
             geluDone = ForwardShared(rows, inF, outF, xc, wc, bc, pre ?? y, pre is null ? activation : GemmEpilogue.None, pre is null ? null : y);
         else
             Gemm.SgemmBias(false, true, rows, outF, inF, xc.Data.AsSpan(xc.Offset, rows * inF), inF,

@@ -208,6 +208,7 @@ public sealed partial class Tensor
     public void CopyFrom(Tensor src)
     {
         if (src.DType != DType) throw new ArgumentException($"copy from {src.DType} into {DType}");
+        Storage.Touch();
         var shape = ShapeArray();
         var ss = ShapeUtil.BroadcastStrides(src.Shape, src.Strides, shape);
         if (DType == DType.Float32)

@@ -20,7 +20,7 @@ public static class BridgeTowerTasks
     {
         bool was = m.Training;
         m.Eval();
-        try { using (Tensor.NoGrad()) return f(); }
+        try { using (Tensor.Inference()) return f(); }
         finally { m.Train(was); }
     }
 

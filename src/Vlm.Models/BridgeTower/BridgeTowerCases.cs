@@ -21,7 +21,9 @@ public static partial class BridgeTowerCases
 
     /// <summary>Every call of the case, eval mode, no grad. Error cases (HF crashes; no weights stored) run on a
     /// freshly initialised model (seed 0) to show the configuration works here.</summary>
-    public static Dictionary<string, Tensor> Run(string fixtureFolder)
+    /// <param name="inference">run the calls in <see cref="Tensor.Inference"/> (prepacked Linear weights) instead of
+    /// <see cref="Tensor.NoGrad"/>; the outputs must be the same bits.</param>
+    public static Dictionary<string, Tensor> Run(string fixtureFolder, bool inference = false)
     {
         var (cls, kind, calls) = ReadCase(fixtureFolder);
         var config = BridgeTowerConfig.Load(Path.Combine(fixtureFolder, "config.json"));
@@ -33,7 +35,7 @@ public static partial class BridgeTowerCases
         // A construct-stage error case stores no inputs: building the model is the whole case.
         if (kind == "error" && !File.Exists(inputsPath)) return result;
         using var inputs = SafeTensorsFile.Open(inputsPath);
-        using (Tensor.NoGrad())
+        using (inference ? Tensor.Inference() : Tensor.NoGrad())
             foreach (var (prefix, args) in calls)
                 runner.Call(args, name => inputs.Load(name), result, prefix.Length == 0 ? "" : prefix + ".");
         return result;

@@ -193,7 +193,7 @@ public sealed class CapFiltRunner(CapFiltOptions o, TextWriter? log = null, Text
                 Seed = o.Seed * 0x9E3779B97F4A7C15UL ^ (ulong)s ^ 0x5EED,
             };
             GenerationResult r;
-            using (Tensor.NoGrad()) r = model.Generate(pixels.Batch(chunk), null, null, opts);
+            using (Tensor.Inference()) r = model.Generate(pixels.Batch(chunk), null, null, opts);
             var seq = r.Sequences.ToInt64Array();
             int l = r.Sequences.Size(1);
             for (int i = 0; i < chunk.Count; i++) res.Add(tok.Decode(seq.AsSpan(i * l, l).ToArray(), skipSpecialTokens: true).Trim());
@@ -210,7 +210,7 @@ public sealed class CapFiltRunner(CapFiltOptions o, TextWriter? log = null, Text
         const int bs = 64;
         model.Eval();
         using var bar = new Pipeline.ProgressBar(label, pairs.Count, "pair", progress);
-        using (Tensor.NoGrad())
+        using (Tensor.Inference())
             for (int s = 0; s < pairs.Count; s += bs)
             {
                 var chunk = pairs.Skip(s).Take(bs).ToList();

@@ -139,6 +139,27 @@ public class BlipBehaviourTests
     }
 
     [Fact]
+    public void Inference_scope_generates_the_same_bits_with_prepacked_weights()
+    {
+        var m = BlipForConditionalGeneration.FromFolder(Fixtures.Path("blip_caption"));
+        var px = In("blip_caption", "pixel_values");
+        var prompt = In("blip_caption", "prompt_input_ids"); var pm = In("blip_caption", "prompt_attention_mask");
+        var o = new GenerationOptions { MaxNewTokens = 6, NumBeams = 3, LengthPenalty = 0.6f };
+        GenerationResult expected;
+        using (Tensor.NoGrad()) expected = m.Generate(px, prompt, pm, o);
+        for (int pass = 0; pass < 2; pass++)
+        {
+            GenerationResult actual;
+            using (Tensor.Inference()) actual = m.Generate(px, prompt, pm, o);
+            Assert.Equal(expected.Sequences.ToInt64Array(), actual.Sequences.ToInt64Array());
+            Assert.Equal(expected.Scores.Count, actual.Scores.Count);
+            for (int i = 0; i < expected.Scores.Count; i++) TensorAssert.Equal(expected.Scores[i], actual.Scores[i], $"pass {pass} step {i}");
+        }
+        if (Vlm.Core.Kernels.GemmManaged.IsAccelerated && Vlm.Core.Kernels.Gemm.Effective == Vlm.Core.Kernels.GemmBackend.Managed)
+            Assert.True(PackedWeights.Bytes > 0, "the fixture's Linear weights were not packed");
+    }
+
+    [Fact]
     public void One_beam_search_equals_greedy_on_blip()
     {
         var m = BlipForConditionalGeneration.FromFolder(Fixtures.Path("blip_caption"));

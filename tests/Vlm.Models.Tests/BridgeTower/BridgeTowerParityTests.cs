@@ -42,6 +42,21 @@ public class BridgeTowerParityTests
         Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
     }
 
+    /// <summary>Inside Tensor.Inference the Linear layers read weights packed once (PackedWeights): every output
+    /// must be the same bits as under NoGrad, in two passes (the second reuses the packed copies).</summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Inference_scope_gives_the_same_bits(string caseName)
+    {
+        var noGrad = BridgeTowerCases.Run(Fixtures.Path(caseName));
+        for (int pass = 0; pass < 2; pass++)
+        {
+            var inference = BridgeTowerCases.Run(Fixtures.Path(caseName), inference: true);
+            Assert.Equal(noGrad.Keys.Order(), inference.Keys.Order());
+            foreach (var (name, t) in noGrad) TensorAssert.Equal(t, inference[name], $"{caseName}/{name} pass {pass}");
+        }
+    }
+
     [Fact]
     public void Contrastive_gradients_match_reference()
     {
