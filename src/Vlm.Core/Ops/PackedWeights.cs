@@ -20,6 +20,7 @@ namespace Vlm.Core;
 ///   is less; a ViT-B needs 0.34 GB, BridgeTower base ~1.1 GB); past that, calls pack per call as before.
 ///   <c>VLM_PREPACK=0</c> turns the cache off.</item>
 /// </list>
+/// The packed copies are native memory (outside the GC heap; see GemmManaged.PackedB) freed with their weight.
 /// The packed GEMM runs the same kernel, blocks and order of operations as the per-call path: results are the
 /// same bits.
 /// </summary>
