@@ -116,7 +116,7 @@ public static unsafe class GemmManaged
     /// op(B) (K×N) packed once into the kernel's column panels, for products that reuse one B many times (a Linear
     /// weight in inference): panel J holds columns [J·w, J·w + w) as K rows of w floats (w = 32 on the AVX-512
     /// path, 16 on AVX2), zero past N, so any k block of it is the layout <see cref="PackB"/> writes per call. The
-    /// buffer lives on the pinned heap (it never moves), 64-byte aligned like the per-call buffers.
+    /// panels live in 64-byte aligned native memory, freed by the finalizer.
     /// </summary>
     public sealed class PackedB
     {
@@ -133,14 +133,23 @@ public static unsafe class GemmManaged
         internal PackedB(int k, int n, bool wide)
         {
             K = k; N = n; Wide = wide;
-            int width = wide ? NRW : NR;
-            long len = (long)(n + width - 1) / width * width * k;
-            Bytes = Math.Max(1, len) * sizeof(float);
+            Bytes = PackedBytes(k, n, wide);
             Data = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)Bytes, 64);
         }
 
         ~PackedB() => System.Runtime.InteropServices.NativeMemory.AlignedFree(Data);
     }
+
+    /// <summary>Bytes of op(B) (K×N) packed by <see cref="Pack"/> with the same <paramref name="wide"/> request:
+    /// whole panels, zero-padded past N.</summary>
+    internal static long PackedBytes(int k, int n, bool wide)
+    {
+        int width = ResolveWide(wide) ? NRW : NR;
+        return Math.Max(1, (long)(n + width - 1) / width * width * k) * sizeof(float);
+    }
+
+    /// <summary>Whether a request for the 6×32 kernel gets it on this CPU (AVX-512, not turned off).</summary>
+    private static bool ResolveWide(bool wide) => wide && Avx512F.IsSupported && WideEnabled;
 
     /// <summary>Packs op(B) (K×N; B stored N×K when <paramref name="transB"/>, as a Linear weight is) for
     /// <see cref="SgemmBiasPacked"/>. Requires <see cref="IsAccelerated"/>.</summary>
@@ -152,7 +161,7 @@ public static unsafe class GemmManaged
     {
         if (!IsAccelerated) throw new PlatformNotSupportedException("packed GEMM operands need AVX2 + FMA");
         Gemm.Check(false, transB, 1, n, k, k, k, b.Length, ldb, n, n);
-        var packed = new PackedB(k, n, wide && Avx512F.IsSupported && WideEnabled);
+        var packed = new PackedB(k, n, ResolveWide(wide));
         int width = packed.Wide ? NRW : NR;
         fixed (float* pb = b)
         {
@@ -193,7 +202,7 @@ public static unsafe class GemmManaged
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc,
         int maxThreads, bool wide, Epilogue epi)
     {
-        wide &= Avx512F.IsSupported && WideEnabled;
+        wide = ResolveWide(wide);
         if (m == 0 || n == 0) return;
         if (k == 0 || alpha == 0)
         {

@@ -60,7 +60,7 @@ public static partial class F
         var pre = gelu && record ? NewResultOf(outShape) : null;
         bool geluDone = false;
         // Inference scope: the weight packed once (PackedWeights) instead of on every call; same bits.
-        var packed = record || pre != null ? null : PackedWeights.Get(weight);
+        var packed = record ? null : PackedWeights.Get(weight);
         if (packed != null)
             GemmManaged.SgemmBiasPacked(rows, xc.Data.AsSpan(xc.Offset, rows * inF), inF, packed, y.Data.AsSpan(0, rows * outF), outF,
                 bc is null ? default : bc.Data.AsSpan(bc.Offset, outF), activation, Environment.ProcessorCount);

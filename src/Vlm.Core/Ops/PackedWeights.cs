@@ -6,7 +6,7 @@ namespace Vlm.Core;
 /// <summary>
 /// Linear weights packed once into the managed GEMM's panel layout, for inference (<see cref="Tensor.Inference"/>).
 /// Every Linear call packs its weight anew (as OpenBLAS and PyTorch do); at a few hundred rows that packing was
-/// 12–18% of a ViT-B Linear's time, and in a cached decoding step (one row) it is most of it. ONNX Runtime and
+/// 12–18% of a ViT-B Linear's time with the weight in cache, and in a cached decoding step (one row) it is most of it. ONNX Runtime and
 /// oneDNN keep such prepacked weights for inference sessions; this cache does the same behind F.Linear.
 /// <list type="bullet">
 /// <item>Parameters only: leaves that want a gradient or carry a name (VarBuilder's and the loaders' tensors).</item>
@@ -98,7 +98,7 @@ public static class PackedWeights
 
     private static GemmManaged.PackedB? Pack(float[] data, int offset, int outF, int inF, long reuseBytes)
     {
-        long need = 4L * ((long)(outF + 31) / 32 * 32 * inF + 16);
+        long need = GemmManaged.PackedBytes(inF, outF, wide: true);
         if (Bytes - reuseBytes + need > (FlowBudget.Value ?? BudgetBytes)) return null;
         return GemmManaged.Pack(true, inF, outF, data.AsSpan(offset, outF * inF), inF);
     }
