@@ -108,8 +108,15 @@ public static class BufferPool
             if (zero) Array.Clear(arr);
             return arr;
         }
+        if (length >= MinPooled) _threadFresh++;
         return zero ? new float[length] : GC.AllocateUninitializedArray<float>(length);
     }
+
+    [ThreadStatic] private static long _threadFresh;
+
+    /// <summary>Poolable buffers this thread had to allocate because none of their length was free. A no-grad
+    /// forward that releases its intermediates allocates (nearly) none when it runs a second time.</summary>
+    public static long ThreadFreshAllocations => _threadFresh;
 
     public static void Return(float[] arr)
     {

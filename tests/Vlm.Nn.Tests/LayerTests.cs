@@ -183,6 +183,51 @@ public class LayerTests
         GradCheck.Check(v => Activations.Get(name)(v[0]), [x.Contiguous()]);
     }
 
+    [Theory]
+    [InlineData("gelu")]
+    [InlineData("gelu_python")]
+    [InlineData("quick_gelu")]
+    [InlineData("linear")]
+    [InlineData("gelu_new")]
+    [InlineData("relu")]
+    public void FusedEpilogueGivesTheActivationsBits(string name)
+    {
+        var lin = new Linear(24, 40, Vb(5)["fc"]);
+        var x = Tensor.Randn([3, 7, 24], new Rng(6));
+        var epi = Activations.Epilogue(name);
+        if (name is "gelu_new" or "relu") { Assert.Null(epi); return; }   // these run as their own op
+        Assert.NotNull(epi);
+        // In no-grad the activation runs in the GEMM epilogue; while recording it is its own op after the GEMM.
+        foreach (bool record in new[] { false, true })
+        {
+            using var scope = record ? null : Tensor.NoGrad();
+            var expect = Activations.Get(name)(lin.Forward(x));
+            var got = lin.Forward(x, epi!.Value);
+            TensorAssert.Equal(expect, got, $"{name}, record={record}");
+        }
+    }
+
+    [Fact]
+    public void IntermediatesAreFreedOnlyInNoGradAndNeverTheKeptOne()
+    {
+        var a = Tensor.Randn([64, 80], new Rng(8));
+        var b = a.Mul(2f);
+        Intermediates.Free(b);                      // grad mode: the graph may still need it
+        Assert.Equal(a.Mul(2f).ToArray(), b.ToArray());
+        using (Tensor.NoGrad())
+        {
+            var c = a.Mul(3f);
+            Intermediates.Free(c, keep: c);         // an op that returned its input
+            Assert.Equal(a.Mul(3f).ToArray(), c.ToArray());
+            long before = BufferPool.ThreadFreshAllocations;
+            var d = a.Mul(4f);
+            Intermediates.Free(d);
+            var e = a.Mul(5f);                      // reuses d's buffer from the pool
+            Assert.Equal(1, BufferPool.ThreadFreshAllocations - before);
+            Assert.Equal(a.Mul(5f).ToArray(), e.ToArray());
+        }
+    }
+
     [Fact]
     public void UnknownActivationNamesTheValue()
     {

@@ -481,6 +481,7 @@ public static class FastMath
             ref float xs = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(x);
             var sh = Vector512.Create(shift);
             var acc = Vector512<float>.Zero;
+            var last = Vector512.LoadUnsafe(ref xs, (nuint)(n - 16));
             for (; i <= n - 16; i += 16)
             {
                 var e = ExpV512(Avx512F.Subtract(Vector512.LoadUnsafe(ref xs, (nuint)i), sh));
@@ -488,12 +489,24 @@ public static class FastMath
                 acc = Avx512F.Add(acc, e);
             }
             sum = Vector512.Sum(acc);
+            if (i < n)
+            {
+                // The tail (a row of 197 scores leaves 5) as one vector over the last 16 inputs, read before the loop
+                // overwrote them: rewriting the overlap stores the values already there. Five scalar exps cost as
+                // much as the twelve vectors before them. Lane values equal ExpScalar's and the tail is summed one
+                // by one after the vector sum, as before, so the result keeps its bits.
+                var e = ExpV512(Avx512F.Subtract(last, sh));
+                e.StoreUnsafe(ref xs, (nuint)(n - 16));
+                for (int j = 16 - (n - i); j < 16; j++) sum += e.GetElement(j);
+                return sum;
+            }
         }
         else if (IsAccelerated && n >= 8)
         {
             ref float xs = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(x);
             var sh = Vector256.Create(shift);
             var acc = Vector256<float>.Zero;
+            var last = Vector256.LoadUnsafe(ref xs, (nuint)(n - 8));
             for (; i <= n - 8; i += 8)
             {
                 var e = ExpV(Avx.Subtract(Vector256.LoadUnsafe(ref xs, (nuint)i), sh));
@@ -501,6 +514,13 @@ public static class FastMath
                 acc = Avx.Add(acc, e);
             }
             sum = Vector256.Sum(acc);
+            if (i < n)
+            {
+                var e = ExpV(Avx.Subtract(last, sh));
+                e.StoreUnsafe(ref xs, (nuint)(n - 8));
+                for (int j = 8 - (n - i); j < 8; j++) sum += e.GetElement(j);
+                return sum;
+            }
         }
         for (; i < n; i++) { float e = ExpScalar(x[i] - shift); x[i] = e; sum += e; }
         return sum;

@@ -688,23 +688,42 @@ public static unsafe class GemmManaged
         float* a5 = mr > 5 ? a + 5 * (nint)lda : a;
         Vector512<float> x00 = default, x01 = default, x10 = default, x11 = default, x20 = default, x21 = default;
         Vector512<float> x30 = default, x31 = default, x40 = default, x41 = default, x50 = default, x51 = default;
-        for (int p = 0; p < kc; p++)
+        if (nr <= 16)
         {
-            var b0 = Vector512.Load(b);
-            var b1 = Vector512.Load(b + 16);
-            b += NRW;
-            var v = Vector512.Create(a0[p]);
-            x00 = Avx512F.FusedMultiplyAdd(v, b0, x00); x01 = Avx512F.FusedMultiplyAdd(v, b1, x01);
-            v = Vector512.Create(a1[p]);
-            x10 = Avx512F.FusedMultiplyAdd(v, b0, x10); x11 = Avx512F.FusedMultiplyAdd(v, b1, x11);
-            v = Vector512.Create(a2[p]);
-            x20 = Avx512F.FusedMultiplyAdd(v, b0, x20); x21 = Avx512F.FusedMultiplyAdd(v, b1, x21);
-            v = Vector512.Create(a3[p]);
-            x30 = Avx512F.FusedMultiplyAdd(v, b0, x30); x31 = Avx512F.FusedMultiplyAdd(v, b1, x31);
-            v = Vector512.Create(a4[p]);
-            x40 = Avx512F.FusedMultiplyAdd(v, b0, x40); x41 = Avx512F.FusedMultiplyAdd(v, b1, x41);
-            v = Vector512.Create(a5[p]);
-            x50 = Avx512F.FusedMultiplyAdd(v, b0, x50); x51 = Avx512F.FusedMultiplyAdd(v, b1, x51);
+            // Only the panel's first 16 columns are wanted (e.g. the last 5 of 197 attention scores): half the FMAs.
+            // Each element's sum runs in the same order as below, so the bits do not depend on the branch.
+            for (int p = 0; p < kc; p++)
+            {
+                var b0 = Vector512.Load(b);
+                b += NRW;
+                x00 = Avx512F.FusedMultiplyAdd(Vector512.Create(a0[p]), b0, x00);
+                x10 = Avx512F.FusedMultiplyAdd(Vector512.Create(a1[p]), b0, x10);
+                x20 = Avx512F.FusedMultiplyAdd(Vector512.Create(a2[p]), b0, x20);
+                x30 = Avx512F.FusedMultiplyAdd(Vector512.Create(a3[p]), b0, x30);
+                x40 = Avx512F.FusedMultiplyAdd(Vector512.Create(a4[p]), b0, x40);
+                x50 = Avx512F.FusedMultiplyAdd(Vector512.Create(a5[p]), b0, x50);
+            }
+        }
+        else
+        {
+            for (int p = 0; p < kc; p++)
+            {
+                var b0 = Vector512.Load(b);
+                var b1 = Vector512.Load(b + 16);
+                b += NRW;
+                var v = Vector512.Create(a0[p]);
+                x00 = Avx512F.FusedMultiplyAdd(v, b0, x00); x01 = Avx512F.FusedMultiplyAdd(v, b1, x01);
+                v = Vector512.Create(a1[p]);
+                x10 = Avx512F.FusedMultiplyAdd(v, b0, x10); x11 = Avx512F.FusedMultiplyAdd(v, b1, x11);
+                v = Vector512.Create(a2[p]);
+                x20 = Avx512F.FusedMultiplyAdd(v, b0, x20); x21 = Avx512F.FusedMultiplyAdd(v, b1, x21);
+                v = Vector512.Create(a3[p]);
+                x30 = Avx512F.FusedMultiplyAdd(v, b0, x30); x31 = Avx512F.FusedMultiplyAdd(v, b1, x31);
+                v = Vector512.Create(a4[p]);
+                x40 = Avx512F.FusedMultiplyAdd(v, b0, x40); x41 = Avx512F.FusedMultiplyAdd(v, b1, x41);
+                v = Vector512.Create(a5[p]);
+                x50 = Avx512F.FusedMultiplyAdd(v, b0, x50); x51 = Avx512F.FusedMultiplyAdd(v, b1, x51);
+            }
         }
         Vector512.Store(x00, tile); Vector512.Store(x01, tile + 16);
         Vector512.Store(x10, tile + 32); Vector512.Store(x11, tile + 48);

@@ -137,8 +137,8 @@ public static partial class F
     internal static void SoftmaxBackwardRow(ReadOnlySpan<float> y, ReadOnlySpan<float> g, Span<float> dx)
     {
         float dot = TensorPrimitives.Dot(g, y);
-        TensorPrimitives.Subtract(g, dot, dx);
-        TensorPrimitives.Multiply(dx, y, dx);
+        // (g + (−dot))·y in one pass: the same bits as subtracting, then multiplying.
+        TensorPrimitives.AddMultiply(g, -dot, y, dx);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

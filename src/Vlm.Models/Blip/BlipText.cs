@@ -65,7 +65,13 @@ public sealed class BlipTextEmbeddings : Module
         foreach (var id in ia)
             if (id < 0 || id >= _c.VocabSize) throw new ArgumentException($"token id {id} is outside the vocabulary (text_config.vocab_size {_c.VocabSize})");
         var positions = Tensor.FromArray(Enumerable.Range(past, t).Select(i => (long)i).ToArray(), 1, t);
-        return _drop.Forward(_ln.Forward(Word.Forward(ids).Add(_pos.Forward(positions))));
+        Tensor w = Word.Forward(ids), p = _pos.Forward(positions);
+        var sum = w.Add(p);
+        var normed = _ln.Forward(sum);
+        var y = _drop.Forward(normed);
+        foreach (var x in (ReadOnlySpan<Tensor>)[w, p, sum]) Intermediates.Free(x);
+        Intermediates.Free(normed, keep: y);
+        return y;
     }
 }
 
@@ -99,32 +105,49 @@ public sealed class BlipTextAttention : Module
     /// <param name="cache">the layer cache (decoding), or null</param>
     public Tensor Forward(Tensor hidden, Tensor? mask, Tensor? encoder, BlipLayerCache? cache)
     {
-        var q = AttentionOps.SplitHeads(_q.Forward(hidden), _heads);                    // (B, H, T, d)
+        var qp = _q.Forward(hidden);
+        var q = AttentionOps.SplitHeads(qp, _heads);                                   // (B, H, T, d)
         Tensor k, v;
+        Tensor? kp = null, vp = null, kNew = null, vNew = null;
         if (_cross)
         {
             if (encoder is null) throw new InvalidOperationException("cross-attention needs encoder states");
             if (cache?.CrossKey is { } ck) { k = ck; v = cache.CrossValue!; }
             else
             {
-                k = AttentionOps.SplitHeads(_k.Forward(encoder), _heads);
-                v = AttentionOps.SplitHeads(_v.Forward(encoder), _heads);
+                kp = _k.Forward(encoder); vp = _v.Forward(encoder);
+                k = AttentionOps.SplitHeads(kp, _heads);
+                v = AttentionOps.SplitHeads(vp, _heads);
                 if (cache != null) { cache.CrossKey = k; cache.CrossValue = v; }
             }
         }
         else
         {
-            k = AttentionOps.SplitHeads(_k.Forward(hidden), _heads);
-            v = AttentionOps.SplitHeads(_v.Forward(hidden), _heads);
+            kp = _k.Forward(hidden); vp = _v.Forward(hidden);
+            k = AttentionOps.SplitHeads(kp, _heads);
+            v = AttentionOps.SplitHeads(vp, _heads);
             if (cache != null)
             {
-                if (cache.SelfKey != null) { k = Tensor.Cat([cache.SelfKey, k], 2); v = Tensor.Cat([cache.SelfValue!, v], 2); }
+                if (cache.SelfKey != null)
+                {
+                    (kNew, vNew) = (k, v);
+                    k = Tensor.Cat([cache.SelfKey, k], 2); v = Tensor.Cat([cache.SelfValue!, v], 2);
+                }
                 cache.SelfKey = k.Contiguous(); cache.SelfValue = v.Contiguous();
             }
         }
         var ctx = AttentionOps.ScaledDotProduct(q, k, v, mask, _attnDrop);             // (B, H, T, d)
-        var o = _hiddenDrop.Forward(_dense.Forward(AttentionOps.MergeHeads(ctx)));
-        return _ln.Forward(o.Add(hidden));
+        var merged = AttentionOps.MergeHeads(ctx);
+        var dense = _dense.Forward(merged);
+        var o = _hiddenDrop.Forward(dense);
+        var sum = o.Add(hidden);
+        var y = _ln.Forward(sum);
+        // Keys/values the cache now holds stay; everything else of this call is dead.
+        foreach (var t in (ReadOnlySpan<Tensor?>)[qp, q, kp, vp, kNew, vNew, ctx, merged, o, sum]) Intermediates.Free(t);
+        Intermediates.Free(dense, keep: o);
+        if (cache is null || !(ReferenceEquals(k, cache.SelfKey) || ReferenceEquals(k, cache.CrossKey))) Intermediates.Free(k);
+        if (cache is null || !(ReferenceEquals(v, cache.SelfValue) || ReferenceEquals(v, cache.CrossValue))) Intermediates.Free(v);
+        return y;
     }
 }
 
@@ -137,6 +160,7 @@ public sealed class BlipTextLayer : Module
     private readonly LayerNorm _ln;
     private readonly Dropout _drop;
     private readonly Func<Tensor, Tensor> _act;
+    private readonly Vlm.Core.Kernels.GemmEpilogue? _fusedAct;
 
     public BlipTextLayer(VarBuilder vb, BlipTextConfig c)
     {
@@ -148,6 +172,7 @@ public sealed class BlipTextLayer : Module
         _ln = Add(new LayerNorm(c.HiddenSize, vb["output"]["LayerNorm"], c.LayerNormEps));
         _drop = Add(new Dropout(c.HiddenDropoutProb, vb));
         _act = Activations.Get(c.HiddenAct, "text_config.hidden_act");
+        _fusedAct = Activations.Epilogue(c.HiddenAct);
     }
 
     public Tensor Forward(Tensor h, Tensor? selfMask, Tensor? encoder, Tensor? encoderMask, BlipLayerCache? cache)
@@ -156,10 +181,28 @@ public sealed class BlipTextLayer : Module
         if (encoder != null)
         {
             if (_cross is null) throw new InvalidOperationException("encoder states given but text_config.is_decoder is false: the layers have no cross-attention");
-            a = _cross.Forward(a, encoderMask, encoder, cache);
+            var crossed = _cross.Forward(a, encoderMask, encoder, cache);
+            Intermediates.Free(a);
+            a = crossed;
         }
-        var f = _drop.Forward(_out.Forward(_act(_inter.Forward(a))));
-        return _ln.Forward(f.Add(a));
+        Tensor g;
+        if (_fusedAct is { } act) g = _inter.Forward(a, act);
+        else
+        {
+            var pre = _inter.Forward(a);
+            g = _act(pre);
+            Intermediates.Free(pre, keep: g);
+        }
+        var o = _out.Forward(g);
+        Intermediates.Free(g);
+        var f = _drop.Forward(o);
+        Intermediates.Free(o, keep: f);
+        var sum = f.Add(a);
+        Intermediates.Free(f);
+        Intermediates.Free(a);
+        var y = _ln.Forward(sum);
+        Intermediates.Free(sum);
+        return y;
     }
 }
 
@@ -197,7 +240,13 @@ public sealed class BlipTextModel : Module
         if (from < 0 || to > Layers.Count || from > to) throw new ArgumentException($"layer range [{from}, {to}) is outside [0, {Layers.Count}]");
         Tensor? encMask = null;
         if (encoder != null && encoderMask != null && encoderMask.ToInt64Array().Any(x => x == 0)) encMask = AttentionOps.ExtendedMask(encoderMask);
-        for (int i = from; i < to; i++) h = Layers[i].Forward(h, selfMask, encoder, encMask, null);
+        var input = h;
+        for (int i = from; i < to; i++)
+        {
+            var next = Layers[i].Forward(h, selfMask, encoder, encMask, null);
+            Intermediates.Free(h, keep: input);   // the caller's states are the caller's
+            h = next;
+        }
         return h;
     }
 
@@ -226,7 +275,12 @@ public sealed class BlipTextModel : Module
             if (encoderMask != null && encoderMask.ToInt64Array().Any(x => x == 0)) encMask = AttentionOps.ExtendedMask(encoderMask);
         }
         var h = Embeddings.Forward(ids, past);
-        for (int i = 0; i < Layers.Count; i++) h = Layers[i].Forward(h, selfMask, encoder, encMask, cache?.Layers[i]);
+        for (int i = 0; i < Layers.Count; i++)
+        {
+            var next = Layers[i].Forward(h, selfMask, encoder, encMask, cache?.Layers[i]);
+            Intermediates.Free(h);
+            h = next;
+        }
         if (cache != null) cache.Length = past + t;
         return h;
     }
@@ -265,6 +319,7 @@ public sealed class BlipTextLMHeadModel : Module
     private readonly Linear _transform;
     private readonly LayerNorm _ln;
     private readonly Func<Tensor, Tensor> _act;
+    private readonly Vlm.Core.Kernels.GemmEpilogue? _fusedAct;
     public Tensor DecoderWeight { get; }   // (V, D)
     public Tensor Bias { get; }            // (V)
 
@@ -277,13 +332,31 @@ public sealed class BlipTextLMHeadModel : Module
         _transform = Add(new Linear(c.HiddenSize, c.HiddenSize, p["transform"]["dense"], weightInit: init, biasInit: Init.Zeros));
         _ln = Add(new LayerNorm(c.HiddenSize, p["transform"]["LayerNorm"], c.LayerNormEps));
         _act = Activations.Get(c.HiddenAct, "text_config.hidden_act");
+        _fusedAct = Activations.Epilogue(c.HiddenAct);
         DecoderWeight = p["decoder"].Param("weight", [c.VocabSize, c.HiddenSize], init);
         Bias = p.Param("bias", [c.VocabSize], Init.Zeros);
         p["decoder"].Tie("bias", Bias);
     }
 
     /// <summary>Prediction scores (B, T, V) of hidden states (B, T, D).</summary>
-    public Tensor Head(Tensor h) => _ln.Forward(_act(_transform.Forward(h))).MatMul(DecoderWeight.T).Add(Bias);
+    public Tensor Head(Tensor h)
+    {
+        Tensor a;
+        if (_fusedAct is { } act) a = _transform.Forward(h, act);
+        else
+        {
+            var pre = _transform.Forward(h);
+            a = _act(pre);
+            Intermediates.Free(pre, keep: a);
+        }
+        var normed = _ln.Forward(a);
+        Intermediates.Free(a);
+        // One GEMM with the bias in its epilogue; in inference the 30524×768 decoder weight is packed once
+        // (PackedWeights) instead of on every decoding step.
+        var logits = F.Linear(normed, DecoderWeight, Bias);
+        Intermediates.Free(normed);
+        return logits;
+    }
 
     /// <summary>Teacher-forced logits (B, T, V) for every input position.</summary>
     public Tensor Forward(Tensor ids, Tensor? mask, Tensor encoder, Tensor? encoderMask, BlipKvCache? cache = null)

@@ -36,8 +36,12 @@ public sealed class BlipVisionEmbeddings : Module
         var x = pixels.DType == DType.Float32 ? pixels : pixels.To(DType.Float32);
         var patches = PatchEmbedding.Forward(x);                                     // (B, D, gh, gw)
         int gh = patches.Size(2), gw = patches.Size(3);
-        var tokens = patches.Reshape(b, d, gh * gw).Transpose(1, 2);                 // (B, N, D)
-        var emb = Tensor.Cat([ClassEmbedding.Expand(b, 1, d), tokens], 1);          // (B, 1+N, D)
+        var flat = patches.Reshape(b, d, gh * gw);
+        var tokens = flat.Transpose(1, 2);                                           // (B, N, D)
+        var cls = ClassEmbedding.Expand(b, 1, d);
+        var emb = Tensor.Cat([cls, tokens], 1);                                      // (B, 1+N, D)
+        foreach (var t in (ReadOnlySpan<Tensor>)[patches, flat, tokens, cls]) Intermediates.Free(t);
+        Intermediates.Free(x, keep: pixels);
         Tensor pos;
         if (interpolatePosEncoding) pos = Interpolated(gh, gw, h == w);
         else
@@ -47,7 +51,10 @@ public sealed class BlipVisionEmbeddings : Module
                 throw new ArgumentException($"image {h}x{w} gives {n - 1} patches but vision_config.image_size {_c.ImageSize} has only {PositionEmbedding.Size(1) - 1} position embeddings; pass interpolate_pos_encoding");
             pos = n == PositionEmbedding.Size(1) ? PositionEmbedding : PositionEmbedding.Narrow(1, 0, n);
         }
-        return emb.Add(pos);
+        var y = emb.Add(pos);
+        Intermediates.Free(emb);
+        Intermediates.Free(pos, keep: PositionEmbedding);
+        return y;
     }
 
     /// <summary>HF interpolate_pos_encoding: the patch grid of positions resized bicubically (align_corners=False)
@@ -83,9 +90,15 @@ public sealed class BlipVisionAttention : Module
     public Tensor Forward(Tensor x) // (B, N, D)
     {
         int b = x.Size(0), n = x.Size(1), hd = _d / _heads;
-        var qkv = _qkv.Forward(x).Reshape(b, n, 3, _heads, hd).Permute(2, 0, 3, 1, 4);   // (3, B, H, N, hd)
-        var ctx = AttentionOps.ScaledDotProduct(qkv.Select(0, 0), qkv.Select(0, 1), qkv.Select(0, 2), null, _drop);
-        return _proj.Forward(AttentionOps.MergeHeads(ctx));
+        var fused = _qkv.Forward(x);                                                        // (B, N, 3D)
+        var split = fused.Reshape(b, n, 3, _heads, hd);
+        var qkv = split.Permute(2, 0, 3, 1, 4);                                              // (3, B, H, N, hd)
+        Tensor q = qkv.Select(0, 0), k = qkv.Select(0, 1), v = qkv.Select(0, 2);
+        var ctx = AttentionOps.ScaledDotProduct(q, k, v, null, _drop);                     // (B, H, N, hd)
+        var merged = AttentionOps.MergeHeads(ctx);                                           // (B, N, D)
+        var y = _proj.Forward(merged);
+        foreach (var t in (ReadOnlySpan<Tensor>)[fused, split, qkv, q, k, v, ctx, merged]) Intermediates.Free(t);
+        return y;
     }
 }
 
@@ -96,6 +109,7 @@ public sealed class BlipVisionLayer : Module
     private readonly LayerNorm _ln1, _ln2;
     private readonly Linear _fc1, _fc2;
     private readonly Func<Tensor, Tensor> _act;
+    private readonly Vlm.Core.Kernels.GemmEpilogue? _fusedAct;
 
     public BlipVisionLayer(VarBuilder vb, BlipVisionConfig c, Initializer init)
     {
@@ -105,12 +119,39 @@ public sealed class BlipVisionLayer : Module
         _fc2 = Add(new Linear(c.IntermediateSize, c.HiddenSize, vb["mlp"]["fc2"], weightInit: init, biasInit: Init.Zeros));
         _ln2 = Add(new LayerNorm(c.HiddenSize, vb["layer_norm2"], c.LayerNormEps));
         _act = Activations.Get(c.HiddenAct, "vision_config.hidden_act");
+        _fusedAct = Activations.Epilogue(c.HiddenAct);
     }
 
     public Tensor Forward(Tensor x)
     {
-        var h = x.Add(_attn.Forward(_ln1.Forward(x)));
-        return h.Add(_fc2.Forward(_act(_fc1.Forward(_ln2.Forward(h)))));
+        var n1 = _ln1.Forward(x);
+        var a = _attn.Forward(n1);
+        Intermediates.Free(n1);
+        var h = x.Add(a);
+        Intermediates.Free(a);
+        var n2 = _ln2.Forward(h);
+        var f = Mlp(n2);
+        Intermediates.Free(n2);
+        var y = h.Add(f);
+        Intermediates.Free(f);
+        Intermediates.Free(h);
+        return y;
+    }
+
+    /// <summary>fc2(act(fc1(x))), the activation in fc1's GEMM epilogue when it has one.</summary>
+    private Tensor Mlp(Tensor x)
+    {
+        Tensor g;
+        if (_fusedAct is { } act) g = _fc1.Forward(x, act);
+        else
+        {
+            var pre = _fc1.Forward(x);
+            g = _act(pre);
+            Intermediates.Free(pre, keep: g);
+        }
+        var y = _fc2.Forward(g);
+        Intermediates.Free(g);
+        return y;
     }
 }
 
@@ -135,7 +176,14 @@ public sealed class BlipVisionModel : Module
     public Tensor Forward(Tensor pixels, bool interpolatePosEncoding = false)
     {
         var h = Embeddings.Forward(pixels, interpolatePosEncoding);
-        foreach (var l in Layers) h = l.Forward(h);
-        return _post.Forward(h);
+        foreach (var l in Layers)
+        {
+            var next = l.Forward(h);
+            Intermediates.Free(h);
+            h = next;
+        }
+        var y = _post.Forward(h);
+        Intermediates.Free(h);
+        return y;
     }
 }

@@ -143,10 +143,9 @@ public sealed class BridgeTowerForMaskedLM : BridgeTowerHeadModel
         BtInit.Free(h);
         var t = _ln.Forward(a);
         BtInit.Free(a);
-        var d = t.MatMul(_decoder.T);
+        // One GEMM with the bias in its epilogue: in inference the vocab×hidden decoder weight is packed once.
+        var logits = F.Linear(t, _decoder, _bias);                                        // (B, L, vocab)
         BtInit.Free(t);
-        var logits = d.Add(_bias);                                                        // (B, L, vocab)
-        BtInit.Free(d);
         Tensor? loss = null;
         if (labels != null)
         {

@@ -104,10 +104,7 @@ internal static class BtInit
     }
 
     /// <summary>Disposes an intermediate in no-grad inference (a no-op for tensors the graph keeps).</summary>
-    public static void Free(Tensor? t)
-    {
-        if (t != null && !Vlm.Core.Autograd.GradMode.IsEnabled) t.Dispose();
-    }
+    public static void Free(Tensor? t) => Intermediates.Free(t);
 }
 
 /// <summary>nn.Linear: y = x Wᵀ + b, W (out, in).</summary>

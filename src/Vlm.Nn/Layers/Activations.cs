@@ -27,6 +27,17 @@ public static class Activations
 
     public static IReadOnlyCollection<string> Names => Table.Keys;
 
+    /// <summary>The GEMM epilogue computing activation <paramref name="name"/> exactly as <see cref="Get"/>'s function
+    /// does (the same kernel, so the same bits), or null when there is none and the activation must run as its own op.
+    /// "linear" maps to <see cref="Vlm.Core.Kernels.GemmEpilogue.None"/>.</summary>
+    public static Vlm.Core.Kernels.GemmEpilogue? Epilogue(string name) => name switch
+    {
+        "gelu" or "gelu_python" => Vlm.Core.Kernels.GemmEpilogue.Gelu,
+        "quick_gelu" => Vlm.Core.Kernels.GemmEpilogue.QuickGelu,
+        "linear" => Vlm.Core.Kernels.GemmEpilogue.None,
+        _ => null,
+    };
+
     /// <param name="field">The config field the name came from, for the error message.</param>
     public static Func<Tensor, Tensor> Get(string name, string field = "hidden_act")
     {

@@ -15,7 +15,10 @@ public static class AttentionOps
         if (x.Rank != 3 || x.Size(2) % heads != 0)
             throw new ArgumentException($"SplitHeads: {x.ShapeString} is not (B, T, C) with C divisible by {heads} heads");
         int b = x.Size(0), t = x.Size(1), d = x.Size(2) / heads;
-        return x.Reshape(b, t, heads, d).Permute(0, 2, 1, 3);
+        var split = x.Reshape(b, t, heads, d);
+        var y = split.Permute(0, 2, 1, 3);
+        Intermediates.Free(split, keep: x);   // the in-between view would otherwise hold the buffer until the GC runs
+        return y;
     }
 
     /// <summary>(B, H, T, D) → (B, T, H·D) (copies when the input is a permuted view).</summary>
@@ -23,7 +26,10 @@ public static class AttentionOps
     {
         if (x.Rank != 4) throw new ArgumentException($"MergeHeads: {x.ShapeString} is not (B, H, T, D)");
         int b = x.Size(0), h = x.Size(1), t = x.Size(2), d = x.Size(3);
-        return x.Permute(0, 2, 1, 3).Reshape(b, t, h * d);
+        var perm = x.Permute(0, 2, 1, 3);
+        var y = perm.Reshape(b, t, h * d);
+        Intermediates.Free(perm, keep: y);
+        return y;
     }
 
     /// <summary>HF's get_extended_attention_mask: a (B, Tk) keep-mask (1 keep, 0 pad; any dtype) becomes the additive

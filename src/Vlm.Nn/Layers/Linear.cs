@@ -29,6 +29,15 @@ public sealed class Linear : Module
         return F.Linear(x, Weight, Bias);
     }
 
+    /// <summary>act(Linear(x)) with the activation fused into the GEMM epilogue in no-grad inference (see
+    /// <see cref="Activations.Epilogue"/> for which config names have one).</summary>
+    public Tensor Forward(Tensor x, Vlm.Core.Kernels.GemmEpilogue activation)
+    {
+        if (x.Rank == 0 || x.Size(-1) != InFeatures)
+            throw new ArgumentException($"Linear {Weight.Name}: input {x.ShapeString} does not end in {InFeatures}");
+        return F.Linear(x, Weight, Bias, activation);
+    }
+
     /// <summary>gelu(Linear(x)) (exact erf GELU), fused into the GEMM epilogue in no-grad inference.</summary>
     public Tensor ForwardGelu(Tensor x)
     {

@@ -171,7 +171,9 @@ public class FastMathTests
     [InlineData(8)]
     [InlineData(15)]
     [InlineData(16)]
+    [InlineData(21)]
     [InlineData(33)]
+    [InlineData(197)]
     [InlineData(325)]
     public void ExpShiftSumMatchesScalarExpAndItsSum(int n)
     {

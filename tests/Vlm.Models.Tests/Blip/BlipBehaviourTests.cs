@@ -160,6 +160,39 @@ public class BlipBehaviourTests
     }
 
     [Fact]
+    public void No_grad_forward_returns_its_intermediates_to_the_pool()
+    {
+        // Sizes chosen so activations are poolable (≥ 4096 floats): 65 image tokens × 64, 70 text tokens × 64.
+        var c = BlipConfig.FromJson("""
+            {"text_config": {"vocab_size": 200, "bos_token_id": 1, "sep_token_id": 2, "pad_token_id": 0, "hidden_size": 64,
+                             "num_attention_heads": 4, "num_hidden_layers": 2, "intermediate_size": 128, "encoder_hidden_size": 64},
+             "vision_config": {"hidden_size": 64, "image_size": 64, "patch_size": 8, "num_attention_heads": 4,
+                               "num_hidden_layers": 2, "intermediate_size": 128}}
+            """);
+        var vb = VarBuilder.Init(new Rng(3));
+        var m = new BlipForConditionalGeneration(vb, c);
+        vb.Finish();
+        m.Eval();
+        var px = Tensor.Randn([1, 3, 64, 64], new Rng(4));
+        var ids = Tensor.FromArray(Enumerable.Range(3, 70).Select(i => (long)i).ToArray(), 1, 70);
+        long Run()
+        {
+            long before = BufferPool.ThreadFreshAllocations;
+            using (Tensor.NoGrad())
+            {
+                var image = m.Vision.Forward(px);
+                var logits = m.TextDecoder.Forward(ids, null, image, null);
+                image.Dispose(); logits.Dispose();
+            }
+            return BufferPool.ThreadFreshAllocations - before;
+        }
+        long first = Run(), second = Run();
+        Assert.True(first >= 10, $"only {first} poolable buffers allocated: the test's sizes no longer exercise the pool");
+        // Every intermediate went back to the pool, so the second run finds its buffers there.
+        Assert.True(second <= first / 4, $"second forward allocated {second} fresh buffers (first: {first}): intermediates are left to the GC");
+    }
+
+    [Fact]
     public void One_beam_search_equals_greedy_on_blip()
     {
         var m = BlipForConditionalGeneration.FromFolder(Fixtures.Path("blip_caption"));
