@@ -40,7 +40,7 @@ public static class BenchBlip
                 long t0 = Stopwatch.GetTimestamp();
                 var image = model.Vision.Forward(pixels);                                   // (1, 577, 768)
                 double enc = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
-                var session = new BlipDecoderSession(model.TextDecoder, image, null);
+                using var session = new BlipDecoderSession(model.TextDecoder, image, null);
                 var ids = new List<long> { c.TextConfig.BosTokenId };
                 var steps = new double[tokens];
                 for (int s = 0; s < tokens; s++)

@@ -166,6 +166,43 @@ public class BackwardRecycleTests
     }
 
     [Fact]
+    public void CatResultsAndTheirGradientsGoBackToThePool()
+    {
+        var a = Tensor.Randn([64, 40], new Rng(43));
+        var b = Tensor.Randn([64, 40], new Rng(44));
+        using (Tensor.NoGrad())
+        {
+            var r = Tensor.Cat([a, b], 1);
+            r.Dispose();
+            Assert.True(r.Storage.IsFreed);       // the pieces it was written through hold no reference
+        }
+        a.RequiresGrad = true; b.RequiresGrad = true;
+        var y = Tensor.Cat([a, b], 1);
+        var g = Tensor.Randn([64, 80], new Rng(45)).Mul(2f);   // a pooled buffer (Randn wraps its own array)
+        float[] ga, gb;
+        using (var va = g.Narrow(1, 0, 40)) ga = va.ToArray();
+        using (var vb = g.Narrow(1, 40, 40)) gb = vb.ToArray();
+        y.Backward(g);
+        Assert.Equal(ga, a.Grad!.ToArray());
+        Assert.Equal(gb, b.Grad!.ToArray());
+        g.Dispose();
+        Assert.True(g.Storage.IsFreed);           // the narrowed pieces of g were copied, then let go
+    }
+
+    [Fact]
+    public void IndexSelectReturnsItsContiguousCopyToThePool()
+    {
+        var x = Tensor.Randn([80, 64], new Rng(46)).T;    // non-contiguous: index_select copies it first
+        var idx = Tensor.FromArray(new long[] { 3, 1, 2, 0 }, 4);
+        using var _ = Tensor.NoGrad();
+        x.IndexSelect(1, idx).Dispose();                   // warms the pool with the copy's and the result's sizes
+        long before = BufferPool.ThreadFreshAllocations;
+        using var r = x.IndexSelect(1, idx);
+        Assert.Equal(0, BufferPool.ThreadFreshAllocations - before);
+        Assert.Equal(x.Select(1, 2).ToArray(), r.Select(1, 2).ToArray());
+    }
+
+    [Fact]
     public void SecondBackwardOverKeptTensorsAccumulates()
     {
         var x = Tensor.Randn([64, 80], new Rng(43));

@@ -54,6 +54,8 @@ public sealed partial class Tensor
         for (int o = 0; o < outer; o++)
             for (int j = 0; j < ids.Length; j++)
                 Array.Copy(sa, so + (o * n + (int)ids[j]) * inner, ra, (o * ids.Length + j) * inner, inner);
+        // The backward reads only the indices: a private contiguous copy goes back to the pool now.
+        if (!ReferenceEquals(src, this)) src.Dispose();
         var inShape = ShapeArray();
         return Recorder.Record(r, "index_select", [this], g =>
         {

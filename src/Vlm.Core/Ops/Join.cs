@@ -33,7 +33,12 @@ public sealed partial class Tensor
             var t = tensors[k];
             starts[k] = at;
             int len = t.Shape[d];
-            if (len > 0) r.NarrowNoGrad(d, at, len).CopyFrom(t);
+            if (len > 0)
+            {
+                // Disposed: an undisposed view would keep r's buffer from ever going back to the pool.
+                using var piece = r.NarrowNoGrad(d, at, len);
+                piece.CopyFrom(t);
+            }
             at += len;
         }
         var inputs = tensors.ToArray();
@@ -41,7 +46,12 @@ public sealed partial class Tensor
         {
             var gs = new Tensor?[inputs.Length];
             for (int k = 0; k < inputs.Length; k++)
-                if (inputs[k].RequiresGrad) gs[k] = g.NarrowNoGrad(d, starts[k], inputs[k].Shape[d]).ContiguousNoGrad();
+                if (inputs[k].RequiresGrad)
+                {
+                    var piece = g.NarrowNoGrad(d, starts[k], inputs[k].Shape[d]);
+                    gs[k] = piece.ContiguousNoGrad();
+                    if (!ReferenceEquals(gs[k], piece)) piece.Dispose();
+                }
             return gs;
         });
     }

@@ -26,12 +26,13 @@ public static class BlipLoader
 }
 
 /// <summary>A BLIP decoder over fixed encoder states, with a KV cache, for <see cref="Generator"/>.</summary>
-public sealed class BlipDecoderSession : IIncrementalDecoder
+public sealed class BlipDecoderSession : IIncrementalDecoder, IDisposable
 {
     private readonly BlipTextLMHeadModel _decoder;
     private Tensor _encoder;        // (B, Lenc, E)
     private Tensor? _encoderMask;   // (B, Lenc)
     private BlipKvCache _cache;
+    private bool _ownsEncoder;      // after a reorder the rows are this session's own copies
 
     public BlipDecoderSession(BlipTextLMHeadModel decoder, Tensor encoder, Tensor? encoderMask)
     {
@@ -45,17 +46,36 @@ public sealed class BlipDecoderSession : IIncrementalDecoder
     {
         var h = _decoder.Bert.Forward(newIds, attentionMask, _encoder, _encoderMask, isDecoder: true, _cache);
         var last = h.Narrow(1, h.Size(1) - 1, 1);                                     // (B, 1, D)
-        return _decoder.Head(last).Squeeze(1);                                         // (B, V)
+        var scores = _decoder.Head(last);                                              // (B, 1, V)
+        var logits = scores.Squeeze(1);                                                // (B, V)
+        foreach (var t in (ReadOnlySpan<Tensor>)[h, last]) Intermediates.Free(t);
+        Intermediates.Free(scores, keep: logits);
+        return logits;
     }
 
-    public void Reset() => _cache = new BlipKvCache(_decoder.Config.NumHiddenLayers);
+    public void Reset()
+    {
+        _cache.Release();
+        _cache = new BlipKvCache(_decoder.Config.NumHiddenLayers);
+    }
 
     public void Reorder(int[] rows)
     {
         var t = Tensor.FromArray(rows.Select(r => (long)r).ToArray(), rows.Length);
+        var (oldEnc, oldMask) = (_encoder, _encoderMask);
         _encoder = _encoder.IndexSelect(0, t);
         _encoderMask = _encoderMask?.IndexSelect(0, t);
+        if (_ownsEncoder) { Intermediates.Free(oldEnc); Intermediates.Free(oldMask); }
+        _ownsEncoder = true;
         _cache.Reorder(rows);
+    }
+
+    /// <summary>Returns the cached keys/values (and reordered encoder rows) to the buffer pool in no-grad decoding;
+    /// the caller's encoder states are left alone.</summary>
+    public void Dispose()
+    {
+        _cache.Release();
+        if (_ownsEncoder) { Intermediates.Free(_encoder); Intermediates.Free(_encoderMask); }
     }
 }
 
@@ -156,7 +176,8 @@ public sealed class BlipForQuestionAnswering : Module
         int b = q.Size(0);
         var bos = Tensor.FromArray(Enumerable.Repeat((long)Config.TextConfig.BosTokenId, b).ToArray(), b, 1);
         var o = options with { EosTokenIds = [Config.TextConfig.SepTokenId], PadTokenId = Config.TextConfig.PadTokenId };
-        return Generator.Generate(new BlipDecoderSession(TextDecoder, q, null), bos, null, o);
+        using var session = new BlipDecoderSession(TextDecoder, q, null);
+        return Generator.Generate(session, bos, null, o);
     }
 }
 
@@ -214,6 +235,7 @@ public sealed class BlipForConditionalGeneration : Module
             }
         }
         var o = options with { EosTokenIds = [tc.SepTokenId], PadTokenId = tc.PadTokenId };
-        return Generator.Generate(new BlipDecoderSession(TextDecoder, image, null), prompt, mask, o);
+        using var session = new BlipDecoderSession(TextDecoder, image, null);
+        return Generator.Generate(session, prompt, mask, o);
     }
 }

@@ -16,8 +16,17 @@ public sealed class BlipLayerCache
 
     public void Reorder(Tensor rows)
     {
-        SelfKey = SelfKey?.IndexSelect(0, rows); SelfValue = SelfValue?.IndexSelect(0, rows);
-        CrossKey = CrossKey?.IndexSelect(0, rows); CrossValue = CrossValue?.IndexSelect(0, rows);
+        Tensor? sk = SelfKey, sv = SelfValue, ck = CrossKey, cv = CrossValue;
+        SelfKey = sk?.IndexSelect(0, rows); SelfValue = sv?.IndexSelect(0, rows);
+        CrossKey = ck?.IndexSelect(0, rows); CrossValue = cv?.IndexSelect(0, rows);
+        foreach (var t in (ReadOnlySpan<Tensor?>)[sk, sv, ck, cv]) Intermediates.Free(t);
+    }
+
+    /// <summary>Returns the cached keys/values to the buffer pool (no-grad; the cache is empty afterwards).</summary>
+    public void Release()
+    {
+        foreach (var t in (ReadOnlySpan<Tensor?>)[SelfKey, SelfValue, CrossKey, CrossValue]) Intermediates.Free(t);
+        SelfKey = SelfValue = CrossKey = CrossValue = null;
     }
 }
 
@@ -33,6 +42,13 @@ public sealed class BlipKvCache
     {
         var t = Tensor.FromArray(rows.Select(r => (long)r).ToArray(), rows.Length);
         foreach (var l in Layers) l.Reorder(t);
+    }
+
+    /// <summary>Returns every layer's keys/values to the buffer pool; the cache is empty afterwards.</summary>
+    public void Release()
+    {
+        foreach (var l in Layers) l.Release();
+        Length = 0;
     }
 }
 
@@ -128,12 +144,15 @@ public sealed class BlipTextAttention : Module
             v = AttentionOps.SplitHeads(vp, _heads);
             if (cache != null)
             {
-                if (cache.SelfKey != null)
+                Tensor? oldK = cache.SelfKey, oldV = cache.SelfValue;
+                if (oldK != null)
                 {
                     (kNew, vNew) = (k, v);
-                    k = Tensor.Cat([cache.SelfKey, k], 2); v = Tensor.Cat([cache.SelfValue!, v], 2);
+                    k = Tensor.Cat([oldK, k], 2); v = Tensor.Cat([oldV!, v], 2);
                 }
                 cache.SelfKey = k.Contiguous(); cache.SelfValue = v.Contiguous();
+                // The grown copies replace the old prefix.
+                Intermediates.Free(oldK); Intermediates.Free(oldV);
             }
         }
         var ctx = AttentionOps.ScaledDotProduct(q, k, v, mask, _attnDrop);             // (B, H, T, d)

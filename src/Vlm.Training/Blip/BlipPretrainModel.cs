@@ -258,7 +258,8 @@ public sealed class BlipPretrainModel : Module
             var tc = Config.Model.TextConfig;
             var bos = Tensor.FromArray(Enumerable.Repeat((long)tc.BosTokenId, b).ToArray(), b, 1);
             var o = options with { EosTokenIds = [tc.SepTokenId], PadTokenId = tc.PadTokenId };
-            return Models.Generation.Generator.Generate(new BlipDecoderSession(Decoder, image, null), bos, null, o);
+            using var session = new BlipDecoderSession(Decoder, image, null);
+            return Models.Generation.Generator.Generate(session, bos, null, o);
         }
     }
 

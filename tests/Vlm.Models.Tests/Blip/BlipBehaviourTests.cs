@@ -190,6 +190,27 @@ public class BlipBehaviourTests
         Assert.True(first >= 10, $"only {first} poolable buffers allocated: the test's sizes no longer exercise the pool");
         // Every intermediate went back to the pool, so the second run finds its buffers there.
         Assert.True(second <= first / 4, $"second forward allocated {second} fresh buffers (first: {first}): intermediates are left to the GC");
+
+        // A decoding session's cached keys/values (self and cross, every layer) go back when it is disposed.
+        long Decode()
+        {
+            long before = BufferPool.ThreadFreshAllocations;
+            using (Tensor.NoGrad())
+            {
+                var image = m.Vision.Forward(px);
+                using (var session = new BlipDecoderSession(m.TextDecoder, image, null))
+                {
+                    session.Step(ids, Tensor.Ones(1, 70)).Dispose();
+                    session.Reorder([0, 0]);   // beam expansion: the session's own copies of the rows
+                    session.Step(Tensor.FromArray(new long[] { 5, 6 }, 2, 1), Tensor.Ones(2, 71)).Dispose();
+                }
+                image.Dispose();
+            }
+            return BufferPool.ThreadFreshAllocations - before;
+        }
+        long d1 = Decode(), d2 = Decode();
+        Assert.True(d1 >= 10, $"only {d1} poolable buffers allocated while decoding");
+        Assert.True(d2 <= d1 / 4, $"second decode allocated {d2} fresh buffers (first: {d1}): the cache is left to the GC");
     }
 
     [Fact]
