@@ -82,6 +82,46 @@ public class FastMathTests
     }
 
     [Fact]
+    public void SixteenLaneKernelsGiveTheEightLaneBits()
+    {
+        // A whole span runs 16 lanes at a time on AVX-512 machines; 8-element chunks take the 8-lane kernel. The two
+        // must agree bit for bit (NaN, ±inf, the erf branch split and the far tails included).
+        var x = Inputs(-20f, 20f, 20_000);
+        x[3] = float.NaN; x[100] = float.PositiveInfinity; x[101] = float.NegativeInfinity; x[102] = -0f;
+        var g = Inputs(-3f, 3f, 20_000);
+        Array.Reverse(g);
+        foreach (var (k, what) in new (Action<ReadOnlySpan<float>, Span<float>>, string)[]
+            { (FastMath.Exp, "exp"), (FastMath.Sigmoid, "sigmoid"), (FastMath.Silu, "silu"), (FastMath.QuickGelu, "quick_gelu") })
+        {
+            var all = new float[x.Length]; var part = new float[8];
+            k(x, all);
+            for (int i = 0; i + 8 <= x.Length; i += 8)
+            {
+                k(x.AsSpan(i, 8), part);
+                for (int j = 0; j < 8; j++)
+                    if (BitConverter.SingleToInt32Bits(part[j]) != BitConverter.SingleToInt32Bits(all[i + j]) && !(float.IsNaN(part[j]) && float.IsNaN(all[i + j])))
+                        Assert.Fail($"{what}({x[i + j]:R}): 16 lanes {all[i + j]:R}, 8 lanes {part[j]:R}");
+            }
+        }
+        var whole = new float[x.Length]; var wholeGrad = new float[x.Length];
+        FastMath.Gelu(x, whole);
+        FastMath.GeluBackward(x, g, wholeGrad);
+        var chunk = new float[8]; var chunkGrad = new float[8];
+        for (int i = 0; i + 8 <= x.Length; i += 8)
+        {
+            FastMath.Gelu(x.AsSpan(i, 8), chunk);
+            FastMath.GeluBackward(x.AsSpan(i, 8), g.AsSpan(i, 8), chunkGrad);
+            for (int j = 0; j < 8; j++)
+            {
+                if (BitConverter.SingleToInt32Bits(chunk[j]) != BitConverter.SingleToInt32Bits(whole[i + j]) && !(float.IsNaN(chunk[j]) && float.IsNaN(whole[i + j])))
+                    Assert.Fail($"gelu({x[i + j]:R}): 16 lanes {whole[i + j]:R}, 8 lanes {chunk[j]:R}");
+                if (BitConverter.SingleToInt32Bits(chunkGrad[j]) != BitConverter.SingleToInt32Bits(wholeGrad[i + j]) && !(float.IsNaN(chunkGrad[j]) && float.IsNaN(wholeGrad[i + j])))
+                    Assert.Fail($"gelu'({x[i + j]:R})·{g[i + j]:R}: 16 lanes {wholeGrad[i + j]:R}, 8 lanes {chunkGrad[j]:R}");
+            }
+        }
+    }
+
+    [Fact]
     public void TanhSigmoidErfMatchDoublePrecision()
     {
         var x = Inputs(-30f, 30f);
