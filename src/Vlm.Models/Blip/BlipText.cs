@@ -204,14 +204,7 @@ public sealed class BlipTextLayer : Module
             Intermediates.Free(a);
             a = crossed;
         }
-        Tensor g;
-        if (_fusedAct is { } act) g = _inter.Forward(a, act);
-        else
-        {
-            var pre = _inter.Forward(a);
-            g = _act(pre);
-            Intermediates.Free(pre, keep: g);
-        }
+        var g = _inter.Forward(a, _act, _fusedAct);
         var o = _out.Forward(g);
         Intermediates.Free(g);
         var f = _drop.Forward(o);
@@ -360,14 +353,7 @@ public sealed class BlipTextLMHeadModel : Module
     /// <summary>Prediction scores (B, T, V) of hidden states (B, T, D).</summary>
     public Tensor Head(Tensor h)
     {
-        Tensor a;
-        if (_fusedAct is { } act) a = _transform.Forward(h, act);
-        else
-        {
-            var pre = _transform.Forward(h);
-            a = _act(pre);
-            Intermediates.Free(pre, keep: a);
-        }
+        var a = _transform.Forward(h, _act, _fusedAct);
         var normed = _ln.Forward(a);
         Intermediates.Free(a);
         // One GEMM with the bias in its epilogue; in inference the 30524×768 decoder weight is packed once

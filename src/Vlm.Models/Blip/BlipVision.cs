@@ -141,14 +141,7 @@ public sealed class BlipVisionLayer : Module
     /// <summary>fc2(act(fc1(x))), the activation in fc1's GEMM epilogue when it has one.</summary>
     private Tensor Mlp(Tensor x)
     {
-        Tensor g;
-        if (_fusedAct is { } act) g = _fc1.Forward(x, act);
-        else
-        {
-            var pre = _fc1.Forward(x);
-            g = _act(pre);
-            Intermediates.Free(pre, keep: g);
-        }
+        var g = _fc1.Forward(x, _act, _fusedAct);
         var y = _fc2.Forward(g);
         Intermediates.Free(g);
         return y;

@@ -38,6 +38,17 @@ public sealed class Linear : Module
         return F.Linear(x, Weight, Bias, activation);
     }
 
+    /// <summary>activation(Linear(x)): in the GEMM epilogue when <paramref name="fused"/> names one (see
+    /// <see cref="Activations.Epilogue"/>), else as its own op, the pre-activation released in no-grad.</summary>
+    public Tensor Forward(Tensor x, Func<Tensor, Tensor> activation, Vlm.Core.Kernels.GemmEpilogue? fused)
+    {
+        if (fused is { } epilogue) return Forward(x, epilogue);
+        var pre = Forward(x);
+        var y = activation(pre);
+        Intermediates.Free(pre, keep: y);
+        return y;
+    }
+
     /// <summary>gelu(Linear(x)) (exact erf GELU), fused into the GEMM epilogue in no-grad inference.</summary>
     public Tensor ForwardGelu(Tensor x)
     {
