@@ -203,6 +203,22 @@ public class BackwardRecycleTests
     }
 
     [Fact]
+    public void AttentionReturnsItsContiguousCopiesToThePool()
+    {
+        // Last dim not contiguous: the op copies q, k and v into head-major layouts first.
+        var q = Tensor.Randn([1, 2, 64, 64], new Rng(47)).Transpose(2, 3);
+        var k = Tensor.Randn([1, 2, 64, 64], new Rng(48)).Transpose(2, 3);
+        var v = Tensor.Randn([1, 2, 64, 64], new Rng(49)).Transpose(2, 3);
+        using var _ = Tensor.NoGrad();
+        F.ScaledDotProductAttention(q, k, v).Dispose();   // warms the pool with the copies' and the output's sizes
+        long before = BufferPool.ThreadFreshAllocations;
+        using var o = F.ScaledDotProductAttention(q, k, v);
+        Assert.Equal(0, BufferPool.ThreadFreshAllocations - before);
+        using var expect = F.ScaledDotProductAttention(q.Contiguous(), k.Contiguous(), v.Contiguous());
+        TensorAssert.Equal(expect, o, "copied layouts");
+    }
+
+    [Fact]
     public void SecondBackwardOverKeptTensorsAccumulates()
     {
         var x = Tensor.Randn([64, 80], new Rng(43));

@@ -92,6 +92,14 @@ public static partial class F
 
         var qc = q; var kc = k; var vc = v;
         var ql = HeadLayout.Of(ref qc); var kl = HeadLayout.Of(ref kc); var vl = HeadLayout.Of(ref vc);
+        // Contiguous copies made for the layouts go back to the pool once this op's own use of them is over (the
+        // backward, when recorded, holds them through Recorder.Save and reads them through the layouts' arrays).
+        void DropCopies()
+        {
+            if (!ReferenceEquals(qc, q)) qc.Dispose();
+            if (!ReferenceEquals(kc, k)) kc.Dispose();
+            if (!ReferenceEquals(vc, v)) vc.Dispose();
+        }
         // Fewer heads than cores (one long sequence): let each product use the cores instead.
         bool innerParallel = B * H < Environment.ProcessorCount;
         Tensor[] inputs = mF != null ? [q, k, v, mask!] : [q, k, v];
@@ -116,6 +124,7 @@ public static partial class F
         else if (!keepP && dmask == null && !reference)
         {
             BlockedForward(B, H, Tq, Tk, D, Dv, scale, ql, kl, vl, mF, mB, ms, mOff, causal, od);
+            DropCopies();
             return (output, null);
         }
         else Parallel.For(0, heads, new ParallelOptions { MaxDegreeOfParallelism = heads * (long)tt * (D + Dv) < 20000 ? 1 : -1 },
@@ -162,7 +171,11 @@ public static partial class F
                 return scratch;
             }, _ => { });
 
-        if (!record) return (output, probsOut);
+        if (!record)
+        {
+            DropCopies();
+            return (output, probsOut);
+        }
         Recorder.Save(qc); Recorder.Save(kc); Recorder.Save(vc); Recorder.Save(probs!);
         float[] pdata = probs!.Data;
         // The node now holds what it saved: drop this op's own holds on private copies so their buffers are recycled
@@ -170,9 +183,7 @@ public static partial class F
         // Without wantProbs nobody else receives probs (the wrapper drops the tuple's second item): the node's hold is
         // then the only one, so the buffer returns to the pool after backward instead of waiting for the GC.
         if (!wantProbs || !ReferenceEquals(probsOut, probs)) probs.Dispose();
-        if (!ReferenceEquals(qc, q)) qc.Dispose();
-        if (!ReferenceEquals(kc, k)) kc.Dispose();
-        if (!ReferenceEquals(vc, v)) vc.Dispose();
+        DropCopies();
         Recorder.Record(output, "scaled_dot_product_attention", inputs, g =>
         {
             // g usually arrives as the (B, H, Tq, Dv) view of a contiguous (B, Tq, H·Dv) gradient: read it in place.
