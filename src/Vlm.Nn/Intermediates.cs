@@ -18,4 +18,10 @@ public static class Intermediates
         if (t is null || ReferenceEquals(t, keep) || GradMode.IsEnabled) return;
         t.Dispose();
     }
+
+    /// <summary><see cref="Free"/> for each of several intermediates (nulls skipped).</summary>
+    public static void FreeAll(params ReadOnlySpan<Tensor?> ts)
+    {
+        foreach (var t in ts) Free(t);
+    }
 }

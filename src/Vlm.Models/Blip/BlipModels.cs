@@ -48,7 +48,7 @@ public sealed class BlipDecoderSession : IIncrementalDecoder, IDisposable
         var last = h.Narrow(1, h.Size(1) - 1, 1);                                     // (B, 1, D)
         var scores = _decoder.Head(last);                                              // (B, 1, V)
         var logits = scores.Squeeze(1);                                                // (B, V)
-        foreach (var t in (ReadOnlySpan<Tensor>)[h, last]) Intermediates.Free(t);
+        Intermediates.FreeAll(h, last);
         Intermediates.Free(scores, keep: logits);
         return logits;
     }
@@ -65,7 +65,7 @@ public sealed class BlipDecoderSession : IIncrementalDecoder, IDisposable
         var (oldEnc, oldMask) = (_encoder, _encoderMask);
         _encoder = _encoder.IndexSelect(0, t);
         _encoderMask = _encoderMask?.IndexSelect(0, t);
-        if (_ownsEncoder) { Intermediates.Free(oldEnc); Intermediates.Free(oldMask); }
+        if (_ownsEncoder) Intermediates.FreeAll(oldEnc, oldMask);
         _ownsEncoder = true;
         _cache.Reorder(rows);
     }
@@ -75,7 +75,7 @@ public sealed class BlipDecoderSession : IIncrementalDecoder, IDisposable
     public void Dispose()
     {
         _cache.Release();
-        if (_ownsEncoder) { Intermediates.Free(_encoder); Intermediates.Free(_encoderMask); }
+        if (_ownsEncoder) Intermediates.FreeAll(_encoder, _encoderMask);
     }
 }
 

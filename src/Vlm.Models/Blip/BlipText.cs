@@ -19,13 +19,13 @@ public sealed class BlipLayerCache
         Tensor? sk = SelfKey, sv = SelfValue, ck = CrossKey, cv = CrossValue;
         SelfKey = sk?.IndexSelect(0, rows); SelfValue = sv?.IndexSelect(0, rows);
         CrossKey = ck?.IndexSelect(0, rows); CrossValue = cv?.IndexSelect(0, rows);
-        foreach (var t in (ReadOnlySpan<Tensor?>)[sk, sv, ck, cv]) Intermediates.Free(t);
+        Intermediates.FreeAll(sk, sv, ck, cv);
     }
 
     /// <summary>Returns the cached keys/values to the buffer pool (no-grad; the cache is empty afterwards).</summary>
     public void Release()
     {
-        foreach (var t in (ReadOnlySpan<Tensor?>)[SelfKey, SelfValue, CrossKey, CrossValue]) Intermediates.Free(t);
+        Intermediates.FreeAll(SelfKey, SelfValue, CrossKey, CrossValue);
         SelfKey = SelfValue = CrossKey = CrossValue = null;
     }
 }
@@ -85,7 +85,7 @@ public sealed class BlipTextEmbeddings : Module
         var sum = w.Add(p);
         var normed = _ln.Forward(sum);
         var y = _drop.Forward(normed);
-        foreach (var x in (ReadOnlySpan<Tensor>)[w, p, sum]) Intermediates.Free(x);
+        Intermediates.FreeAll(w, p, sum);
         Intermediates.Free(normed, keep: y);
         return y;
     }
@@ -152,7 +152,7 @@ public sealed class BlipTextAttention : Module
                 }
                 cache.SelfKey = k.Contiguous(); cache.SelfValue = v.Contiguous();
                 // The grown copies replace the old prefix.
-                Intermediates.Free(oldK); Intermediates.Free(oldV);
+                Intermediates.FreeAll(oldK, oldV);
             }
         }
         var ctx = AttentionOps.ScaledDotProduct(q, k, v, mask, _attnDrop);             // (B, H, T, d)
@@ -162,7 +162,7 @@ public sealed class BlipTextAttention : Module
         var sum = o.Add(hidden);
         var y = _ln.Forward(sum);
         // Keys/values the cache now holds stay; everything else of this call is dead.
-        foreach (var t in (ReadOnlySpan<Tensor?>)[qp, q, kp, vp, kNew, vNew, ctx, merged, o, sum]) Intermediates.Free(t);
+        Intermediates.FreeAll(qp, q, kp, vp, kNew, vNew, ctx, merged, o, sum);
         Intermediates.Free(dense, keep: o);
         if (cache is null || !(ReferenceEquals(k, cache.SelfKey) || ReferenceEquals(k, cache.CrossKey))) Intermediates.Free(k);
         if (cache is null || !(ReferenceEquals(v, cache.SelfValue) || ReferenceEquals(v, cache.CrossValue))) Intermediates.Free(v);

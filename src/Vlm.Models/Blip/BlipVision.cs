@@ -40,7 +40,7 @@ public sealed class BlipVisionEmbeddings : Module
         var tokens = flat.Transpose(1, 2);                                           // (B, N, D)
         var cls = ClassEmbedding.Expand(b, 1, d);
         var emb = Tensor.Cat([cls, tokens], 1);                                      // (B, 1+N, D)
-        foreach (var t in (ReadOnlySpan<Tensor>)[patches, flat, tokens, cls]) Intermediates.Free(t);
+        Intermediates.FreeAll(patches, flat, tokens, cls);
         Intermediates.Free(x, keep: pixels);
         Tensor pos;
         if (interpolatePosEncoding) pos = Interpolated(gh, gw, h == w);
@@ -97,7 +97,7 @@ public sealed class BlipVisionAttention : Module
         var ctx = AttentionOps.ScaledDotProduct(q, k, v, null, _drop);                     // (B, H, N, hd)
         var merged = AttentionOps.MergeHeads(ctx);                                           // (B, N, D)
         var y = _proj.Forward(merged);
-        foreach (var t in (ReadOnlySpan<Tensor>)[fused, split, qkv, q, k, v, ctx, merged]) Intermediates.Free(t);
+        Intermediates.FreeAll(fused, split, qkv, q, k, v, ctx, merged);
         return y;
     }
 }
