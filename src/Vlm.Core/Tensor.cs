@@ -188,19 +188,29 @@ public sealed partial class Tensor : IDisposable
     /// <summary>A row-major copy of the elements as float32 (ids and masks are converted).</summary>
     public float[] ToArray()
     {
-        var c = Contiguous();
-        if (DType == DType.Float32) return c.ReadSpan.ToArray();
-        var r = new float[Numel];
-        for (int i = 0; i < r.Length; i++) r[i] = c.GetFlat(i);
+        var c = ContiguousNoGrad();
+        float[] r;
+        if (DType == DType.Float32) r = c.ReadSpan.ToArray();
+        else
+        {
+            r = new float[Numel];
+            for (int i = 0; i < r.Length; i++) r[i] = c.GetFlat(i);
+        }
+        DropCopy(c, this);
         return r;
     }
 
     public long[] ToInt64Array()
     {
-        var c = Contiguous();
-        if (DType == DType.Int64) return c.SpanI64.ToArray();
-        var r = new long[Numel];
-        for (int i = 0; i < r.Length; i++) r[i] = (long)c.GetFlat(i);
+        var c = ContiguousNoGrad();
+        long[] r;
+        if (DType == DType.Int64) r = c.SpanI64.ToArray();
+        else
+        {
+            r = new long[Numel];
+            for (int i = 0; i < r.Length; i++) r[i] = (long)c.GetFlat(i);
+        }
+        DropCopy(c, this);
         return r;
     }
 

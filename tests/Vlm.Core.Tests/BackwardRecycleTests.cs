@@ -280,3 +280,89 @@ public class ReductionReleaseTests
         }
     }
 }
+
+/// <summary>Backward temporaries (broadcast products before their sum, negations, masks, contiguous copies of the
+/// incoming gradient, the transposed views a matmul's backward multiplies by) go back to the pool: a training loop
+/// over the same shapes allocates no fresh poolable buffer once warm. Shapes are odd sizes of at least 4096 floats
+/// (the pool's floor) that no other test uses, so a parallel test cannot take these buffers.</summary>
+public class BackwardTemporariesTests
+{
+    public static TheoryData<string> Ops => new()
+    {
+        "add_broadcast", "sub_broadcast", "mul_broadcast", "div_broadcast", "matmul_batch_broadcast", "where", "maximum",
+        "pow_scalar", "pow_tensor", "abs", "cumsum", "max_dim", "index_select", "embedding", "masked_fill", "sort",
+        "reshape_strided", "affine_strided", "dropout_strided", "softmax_strided", "layer_norm_strided", "normalize_strided",
+        "matmul_strided", "mean_dims", "cross_entropy_3d", "interpolate_strided", "conv2d_strided", "to_array_strided",
+        "var_dims", "amax_dims", "logsumexp_dims",
+    };
+
+    [Theory]
+    [MemberData(nameof(Ops))]
+    public void WarmTrainingLoopAllocatesNothingFresh(string op)
+    {
+        var rng = new Rng(77);
+        // (3, 41, 103) against a (41, 103) operand: 4223 floats per broadcast slice.
+        var x = Tensor.Randn([3, 41, 103], rng).Abs().Add(0.5f);
+        var w = Tensor.Randn([41, 103], rng).Abs().Add(0.5f);
+        var w2 = Tensor.Randn([103, 47], rng);
+        var m = Tensor.Randn([3, 41, 103], rng).Gt(0f);
+        var ids = Tensor.FromArray(Enumerable.Range(0, 60).Select(i => (long)(i * 7 % 41)).ToArray(), 3, 20);
+        var w3 = Tensor.Randn([41, 47], rng);
+        var w4 = Tensor.Randn([8, 3, 3, 3], rng);
+        var w103 = Tensor.Randn([103], rng);
+        var t3 = Tensor.FromArray(Enumerable.Range(0, 309).Select(i => (long)(i % 41)).ToArray(), 3, 103);
+        x.RequiresGrad = true; w.RequiresGrad = true; w2.RequiresGrad = true; w3.RequiresGrad = true; w4.RequiresGrad = true;
+        // The test's own intermediates are disposed after each step, as a training loop does.
+        var temps = new List<Tensor>();
+        Tensor T(Tensor t) { temps.Add(t); return t; }
+        Tensor Forward() => op switch
+        {
+            "add_broadcast" => x.Add(w),
+            "sub_broadcast" => x.Sub(w),
+            "mul_broadcast" => x.Mul(w),
+            "div_broadcast" => x.Div(w),
+            "matmul_batch_broadcast" => x.MatMul(w2),                                   // (3, 41, 103)·(103, 47)
+            "where" => Tensor.Where(m, x, w),
+            "maximum" => x.Maximum(w),
+            "pow_scalar" => x.Pow(1.5f),
+            "pow_tensor" => x.Pow(w),
+            "abs" => x.Abs(),
+            "cumsum" => T(x.Transpose(1, 2)).Cumsum(2),
+            "max_dim" => T(x.Transpose(1, 2)).MaxWithIndices(2).Values,
+            "index_select" => T(T(x.IndexSelect(1, ids.Reshape(60))).Transpose(0, 2)).Mul(2f),
+            "embedding" => T(T(Tensor.Embedding(w, ids)).Transpose(1, 2)).Mul(3f),
+            "masked_fill" => T(x.MaskedFill(m, 0f)).Mul(w),
+            "sort" => x.Add(T(T(T(T(w.Detach()).Transpose(0, 1)).Sort(0).Values).Transpose(0, 1))),   // sorts a strided copy
+            // Strided views: each op copies its input (and, backward, the transposed gradient) into a private buffer.
+            "reshape_strided" => T(T(x.Transpose(0, 1)).Reshape(41, 309)).Mul(2f),
+            "affine_strided" => T(x.Transpose(1, 2)).Mul(2f),
+            "dropout_strided" => F.Dropout(T(x.Transpose(1, 2)), 0.25f, training: true, new Rng(5)),
+            "softmax_strided" => F.Softmax(T(x.Transpose(1, 2)), -1),
+            "layer_norm_strided" => F.LayerNorm(T(x.Transpose(0, 1)), [103], w103),
+            "normalize_strided" => F.Normalize(T(x.Transpose(1, 2)), dim: -1),
+            "matmul_strided" => T(x.Permute(2, 0, 1)).MatMul(w3),                         // no GEMM layout: copied
+            "mean_dims" => T(x.Mean([0], keepDim: false)).Mul(w),
+            "cross_entropy_3d" => F.CrossEntropy(x, t3),                                   // classes on dim 1: permuted rows
+            "interpolate_strided" => F.Interpolate(T(T(x.Transpose(1, 2)).Unsqueeze(0)), 80, 50, InterpolateMode.Bicubic),
+            "conv2d_strided" => F.Conv2d(T(T(x.Transpose(1, 2)).Unsqueeze(0)), w4, null, 1, 1),
+            "to_array_strided" => x.Mul(T(Tensor.FromArray(T(x.Transpose(1, 2)).ToArray(), 3, 103, 41)).Transpose(1, 2)),
+            "var_dims" => T(x.Var([0])).Mul(w),
+            "amax_dims" => T(x.Amax([0])).Mul(w),
+            "logsumexp_dims" => T(x.LogSumExp([0])).Mul(w),
+            _ => throw new ArgumentException(op),
+        };
+        long fresh = 0;
+        for (int round = 0; round < 4; round++)
+        {
+            long before = BufferPool.ThreadFreshAllocations;
+            using (var y = Forward())
+            using (var loss = y.Sum())
+                loss.Backward();
+            foreach (var t in temps) t.Dispose();
+            temps.Clear();
+            foreach (var p in new[] { x, w, w2, w3, w4 }) { p.Grad?.Dispose(); p.Grad = null; }
+            fresh = BufferPool.ThreadFreshAllocations - before;
+        }
+        Assert.Equal(0, fresh);
+    }
+}

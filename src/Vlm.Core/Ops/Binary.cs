@@ -102,7 +102,7 @@ public sealed partial class Tensor
     {
         var r = BinaryKernel<SubOp>(this, other);
         Tensor a = this, b = other;
-        return Recorder.Record(r, "sub", [a, b], g => [a.RequiresGrad ? g.SumTo(a.Shape) : null, b.RequiresGrad ? g.Neg().SumTo(b.Shape) : null]);
+        return Recorder.Record(r, "sub", [a, b], g => [a.RequiresGrad ? g.SumTo(a.Shape) : null, b.RequiresGrad ? g.Neg().SumToFree(b.Shape) : null]);
     }
 
     public Tensor Mul(Tensor other)
@@ -110,8 +110,8 @@ public sealed partial class Tensor
         var r = BinaryKernel<MulOp>(this, other);
         Tensor a = this, b = other;
         return Recorder.Record(r, "mul", [a, b], g => [
-            a.RequiresGrad ? BinaryKernel<MulOp>(g, b).SumTo(a.Shape) : null,
-            b.RequiresGrad ? BinaryKernel<MulOp>(g, a).SumTo(b.Shape) : null]);
+            a.RequiresGrad ? BinaryKernel<MulOp>(g, b).SumToFree(a.Shape) : null,
+            b.RequiresGrad ? BinaryKernel<MulOp>(g, a).SumToFree(b.Shape) : null]);
     }
 
     public Tensor Div(Tensor other)
@@ -119,9 +119,21 @@ public sealed partial class Tensor
         var r = BinaryKernel<DivOp>(this, other);
         Tensor a = this, b = other;
         return Recorder.Record(r, "div", [a, b], g => [
-            a.RequiresGrad ? BinaryKernel<DivOp>(g, b).SumTo(a.Shape) : null,
-            // d(a/b)/db = -a / b²
-            b.RequiresGrad ? BinaryKernel<MulOp>(g, BinaryKernel<DivOp>(BinaryKernel<DivOp>(a, b), b)).Neg().SumTo(b.Shape) : null]);
+            a.RequiresGrad ? BinaryKernel<DivOp>(g, b).SumToFree(a.Shape) : null,
+            b.RequiresGrad ? DivGradDenominator(g, a, b) : null]);
+    }
+
+    /// <summary>d(a/b)/db · g = −g·(a/b)/b, each temporary returned to the pool once used.</summary>
+    private static Tensor DivGradDenominator(Tensor g, Tensor a, Tensor b)
+    {
+        var q = BinaryKernel<DivOp>(a, b);
+        var q2 = BinaryKernel<DivOp>(q, b);
+        q.Dispose();
+        var p = BinaryKernel<MulOp>(g, q2);
+        q2.Dispose();
+        var n = p.Neg();
+        p.Dispose();
+        return n.SumToFree(b.Shape);
     }
 
     public Tensor Add(float s) => Affine(1f, s);
@@ -138,7 +150,7 @@ public sealed partial class Tensor
     public Tensor Affine(float scale, float shift)
     {
         RequireFloat();
-        var src = Contiguous();
+        var src = ContiguousNoGrad();
         var r = NewResult(ShapeArray());
         var sd = src.Data; int so = src.Offset; var rd = r.Data;
         ParallelSpans(Numel, (s, e) =>
@@ -151,6 +163,7 @@ public sealed partial class Tensor
                 TensorPrimitives.Add(d, shift, d);
             }
         });
+        DropCopy(src, this);
         return Recorder.Record(r, "affine", [this], g => [g.Mul(scale)]);
     }
 

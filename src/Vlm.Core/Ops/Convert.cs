@@ -22,6 +22,7 @@ public sealed partial class Tensor
             case DType.UInt8:
                 { var d = r.SpanU8; for (int i = 0; i < n; i++) d[i] = (byte)(int)src.GetFlat(i); break; }
         }
+        DropCopy(src, this);
         return r;
     }
 }

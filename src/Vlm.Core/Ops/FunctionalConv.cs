@@ -40,7 +40,7 @@ public static partial class F
         // on large images; the ViT patch embedding fits in one block.
         int PB = Math.Clamp((1 << 20) / Math.Max(K, 1), 1, P);
 
-        var xc = x.Contiguous(); var wc = weight.Contiguous(); var bc = bias?.Contiguous();
+        var xc = x.ContiguousNoGrad(); var wc = weight.ContiguousNoGrad(); var bc = bias?.ContiguousNoGrad();
         float[] xd = xc.Data, wd = wc.Data; int xo = xc.Offset, wo = wc.Offset;
         var y = Tensor.NewResult([N, O, Ho, Wo]);
         float[] yd = y.Data;
@@ -61,8 +61,14 @@ public static partial class F
         }, _ => { });
 
         var inputs = bias is null ? new[] { x, weight } : new[] { x, weight, bias };
-        if (!Recorder.ShouldRecord(inputs)) return y;
+        if (!Recorder.ShouldRecord(inputs))
+        {
+            Tensor.DropCopy(xc, x); Tensor.DropCopy(wc, weight); Tensor.DropCopy(bc, bias);
+            return y;
+        }
         Recorder.Save(xc); Recorder.Save(wc);
+        // The node's holds keep the saved copies until the backward has run (the bias copy is read only above).
+        Tensor.DropCopy(xc, x); Tensor.DropCopy(wc, weight); Tensor.DropCopy(bc, bias);
         return Recorder.Record(y, "conv2d", inputs, gOut =>
         {
             var gc = gOut.Contiguous();
@@ -110,6 +116,7 @@ public static partial class F
                 if (dw != null) TensorPrimitives.Add(dw, dwc[ci], dw);
                 if (db != null) TensorPrimitives.Add(db, dbc[ci], db);
             }
+            Tensor.DropCopy(gc, gOut);
             var grads = new List<Tensor?> { dx, dw is null ? null : Tensor.FromArray(dw, weight.ShapeArray()) };
             if (bias != null) grads.Add(db is null ? null : Tensor.FromArray(db, O));
             return grads.ToArray();

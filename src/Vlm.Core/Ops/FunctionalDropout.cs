@@ -15,14 +15,16 @@ public static partial class F
         if (!(p >= 0f && p <= 1f)) throw new ArgumentOutOfRangeException(nameof(p), $"dropout probability must be in [0, 1], got {p}");
         if (!training || p == 0f) return x;
         var mask = DropoutMask(x.Numel, p, rng);
-        var xc = x.Contiguous();
+        var xc = x.ContiguousNoGrad();
         var y = Tensor.NewResult(x.ShapeArray());
         TensorPrimitives.Multiply(xc.Data.AsSpan(xc.Offset, x.Numel), mask, y.Data.AsSpan(0, x.Numel));
+        Tensor.DropCopy(xc, x);
         return Recorder.Record(y, "dropout", [x], g =>
         {
             var gc = g.Contiguous();
             var dx = Tensor.NewResult(x.ShapeArray());
             TensorPrimitives.Multiply(gc.Data.AsSpan(gc.Offset, x.Numel), mask, dx.Data.AsSpan(0, x.Numel));
+            Tensor.DropCopy(gc, g);
             return [dx];
         });
     }

@@ -35,7 +35,7 @@ public static partial class F
         int taps = mode == InterpolateMode.Bicubic ? 4 : 2;
         var (iy, wy) = InterpWeights(H, outH, alignCorners, scaleH, mode);
         var (ix, wx) = InterpWeights(W, outW, alignCorners, scaleW, mode);
-        var xc = x.Contiguous();
+        var xc = x.ContiguousNoGrad();
         float[] xd = xc.Data; int xo = xc.Offset;
         var y = Tensor.NewResult([N, C, outH, outW]);
         float[] yd = y.Data;
@@ -60,6 +60,7 @@ public static partial class F
                     }
             }
         });
+        Tensor.DropCopy(xc, x);
         return Recorder.Record(y, mode == InterpolateMode.Bicubic ? "upsample_bicubic2d" : "upsample_bilinear2d", [x], g =>
         {
             var gc = g.Contiguous();
@@ -84,6 +85,7 @@ public static partial class F
                         }
                 }
             });
+            Tensor.DropCopy(gc, g);
             return [dx];
         });
     }

@@ -48,9 +48,11 @@ public static partial class F
         }
         bool gelu = activation == GemmEpilogue.Gelu;
 
-        var xc = x.Contiguous();                  // (rows, in) in memory
-        var wc = weight.Contiguous();             // (out, in)
-        var bc = bias?.Contiguous();
+        // Private copies are not recorded (this op records its own node against the inputs): a recorded clone whose
+        // backward never runs would hold its buffers until the GC.
+        var xc = x.ContiguousNoGrad();            // (rows, in) in memory
+        var wc = weight.ContiguousNoGrad();       // (out, in)
+        var bc = bias?.ContiguousNoGrad();
         int rows = x.Numel / inF;
         var outShape = x.ShapeArray();
         outShape[^1] = outF;

@@ -41,6 +41,7 @@ public static partial class F
 
         // Rows of C classes: (N, C) as is; (N, C, d...) moved to (N, d..., C).
         Tensor rowsView;
+        Tensor? permView = null;
         int[]? perm = null, inversePerm = null;
         using (GradMode.Disable())
         {
@@ -50,7 +51,7 @@ public static partial class F
                 perm = new[] { 0 }.Concat(Enumerable.Range(2, logits.Rank - 2)).Append(1).ToArray();
                 inversePerm = new int[perm.Length];
                 for (int i = 0; i < perm.Length; i++) inversePerm[perm[i]] = i;
-                rowsView = logits.Permute(perm);
+                rowsView = permView = logits.Permute(perm);
             }
             rowsView = rowsView.Contiguous();
         }
@@ -86,6 +87,10 @@ public static partial class F
                 perRow[i] = (1f - eps) * nll + eps / C * smooth;
             }
         });
+        // The backward reads the log-probabilities, not the logits: a permuted view or private copy is let go now.
+        var outShape = rowsView.ShapeArray();
+        Tensor.DropCopy(rowsView, logits);
+        if (permView != null && !ReferenceEquals(permView, rowsView)) permView.Dispose();
         // Mean's divisor: the count of non-ignored targets, or the sum of their class weights.
         double valid = 0;
         for (int i = 0; i < M; i++) if (tgt[i] != ignoreIndex) valid += cw is null ? 1 : cw[tgt[i]];
@@ -100,7 +105,6 @@ public static partial class F
             result = Tensor.Scalar(reduction == Reduction.Sum ? (float)s : (float)(s / valid));
         }
         if (!Recorder.ShouldRecord(logits)) return result;
-        var outShape = rowsView.ShapeArray();
         return Recorder.Record(result, "cross_entropy", [logits], g =>
         {
             var gc = g.Contiguous();
@@ -112,6 +116,7 @@ public static partial class F
                 float c = reduction == Reduction.Sum ? gv : (float)(gv / valid);
                 Array.Fill(coef, c);
             }
+            Tensor.DropCopy(gc, g);
             var dRows = Tensor.NewResult(outShape);
             var dd = dRows.Data;
             ForChunks(M, (long)M * C * 4, (r0, r1) =>
@@ -138,7 +143,10 @@ public static partial class F
                     TensorPrimitives.Multiply(drow, coef[i], drow);
                 }
             });
-            return [inversePerm is null ? dRows : dRows.Permute(inversePerm)];
+            if (inversePerm is null) return [dRows];
+            var dLogits = dRows.Permute(inversePerm);   // the view holds the buffer; the row-major tensor is let go
+            dRows.Dispose();
+            return [dLogits];
         });
     }
 
@@ -156,13 +164,13 @@ public static partial class F
             throw new ArgumentException($"binary_cross_entropy_with_logits: target size {targets.ShapeString} must equal input size {logits.ShapeString}");
         var shape = logits.ShapeArray();
         int n = logits.Numel;
-        var x = logits.Contiguous().ToArray();
-        var t = targets.Contiguous().ToArray();
+        var x = logits.ToArray();
+        var t = targets.ToArray();
         float[]? w = null, pw = null;
         using (GradMode.Disable())
         {
-            if (weight != null) { weight.RequireFloat(); w = weight.Expand(shape).ToArray(); }
-            if (posWeight != null) { posWeight.RequireFloat(); pw = posWeight.Expand(shape).ToArray(); }
+            if (weight != null) { weight.RequireFloat(); using var we = weight.Expand(shape); w = we.ToArray(); }
+            if (posWeight != null) { posWeight.RequireFloat(); using var pe = posWeight.Expand(shape); pw = pe.ToArray(); }
         }
         var loss = new float[n];
         for (int i = 0; i < n; i++)
@@ -276,7 +284,13 @@ public static partial class F
     private static float[] ElementwiseCoefficients(Tensor g, int n, Reduction reduction, int divisor)
     {
         var c = new float[n];
-        if (reduction == Reduction.None) { g.Contiguous().Span.CopyTo(c); return c; }
+        if (reduction == Reduction.None)
+        {
+            var gc = g.Contiguous();
+            gc.Span.CopyTo(c);
+            Tensor.DropCopy(gc, g);
+            return c;
+        }
         float gv = g.Item();
         Array.Fill(c, reduction == Reduction.Sum ? gv : gv / divisor);
         return c;

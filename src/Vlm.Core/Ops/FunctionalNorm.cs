@@ -25,8 +25,8 @@ public static partial class F
                 throw new ArgumentException($"layer_norm: {what} {p.Name ?? ""} has shape {p.ShapeString}, expected {ShapeUtil.Format(normalizedShape)}");
         }
         int rows = n == 0 ? 0 : x.Numel / n;
-        var xc = x.Contiguous();
-        var wc = weight?.Contiguous(); var bc = bias?.Contiguous();
+        var xc = x.ContiguousNoGrad();
+        var wc = weight?.ContiguousNoGrad(); var bc = bias?.ContiguousNoGrad();
         var y = Tensor.NewResult(x.ShapeArray());
         var mean = new float[rows]; var rstd = new float[rows];
         float[] xd = xc.Data; int xo = xc.Offset; float[] yd = y.Data;
@@ -40,8 +40,13 @@ public static partial class F
         var inputs = new List<Tensor> { x };
         if (weight != null) inputs.Add(weight);
         if (bias != null) inputs.Add(bias);
-        if (!Recorder.ShouldRecord(inputs.ToArray())) return y;
+        if (!Recorder.ShouldRecord(inputs.ToArray()))
+        {
+            Tensor.DropCopy(xc, x);
+            return y;
+        }
         Recorder.Save(xc);
+        Tensor.DropCopy(xc, x);   // the node's hold keeps it until the backward has run
         return Recorder.Record(y, "layer_norm", inputs.ToArray(), g =>
         {
             var gc = g.Contiguous();
@@ -66,6 +71,7 @@ public static partial class F
                     if (pb != null) TensorPrimitives.Add(db, pb, db);
                 }
             });
+            Tensor.DropCopy(gc, g);
             var grads = new List<Tensor?> { dx };
             if (weight != null) grads.Add(needW ? Tensor.FromArray(dw, normalizedShape) : null);
             if (bias != null) grads.Add(needB ? Tensor.FromArray(db, normalizedShape) : null);
@@ -119,8 +125,8 @@ public static partial class F
                 throw new ArgumentException($"add_layer_norm: {what} {p.Name ?? ""} has shape {p.ShapeString}, expected {ShapeUtil.Format(normalizedShape)}");
         }
         int rows = n == 0 ? 0 : x.Numel / n;
-        var xc = x.Contiguous(); var rc = residual.Contiguous();
-        var wc = weight?.Contiguous(); var bc = bias?.Contiguous();
+        var xc = x.ContiguousNoGrad(); var rc = residual.ContiguousNoGrad();
+        var wc = weight?.ContiguousNoGrad(); var bc = bias?.ContiguousNoGrad();
         var y = Tensor.NewResult(x.ShapeArray());
         var sum = wantSum ? Tensor.NewResult(x.ShapeArray()) : null;
         float[] xd = xc.Data, rd = rc.Data, yd = y.Data; int xo = xc.Offset, ro = rc.Offset;
@@ -151,7 +157,7 @@ public static partial class F
         if (!(p > 0) || float.IsInfinity(p)) throw new ArgumentException($"normalize: p must be finite and positive, got {p}");
         int d = ShapeUtil.NormDim(dim, x.Rank);
         var (outer, n, inner) = RowGeometry(x.Shape, d);
-        var xc = x.Contiguous();
+        var xc = x.ContiguousNoGrad();
         var y = Tensor.NewResult(x.ShapeArray());
         int rows = outer * inner;
         var norms = new float[rows];
@@ -161,8 +167,13 @@ public static partial class F
             norms[r] = nm;
             TensorPrimitives.Divide(s, MathF.Max(nm, eps), o);
         });
-        if (!Recorder.ShouldRecord(x)) return y;
+        if (!Recorder.ShouldRecord(x))
+        {
+            Tensor.DropCopy(xc, x);
+            return y;
+        }
         Recorder.Save(xc);
+        Tensor.DropCopy(xc, x);   // the node's hold keeps it until the backward has run
         return Recorder.Record(y, "normalize", [x], g =>
         {
             var gc = g.Contiguous();
@@ -171,6 +182,7 @@ public static partial class F
             // Gather g's rows alongside x's by running over x and reading g with the same geometry.
             var gRows = new float[rows * n];
             RunRowsIndexed(gd, go, gRows, outer, n, inner, (r, s, o) => s.CopyTo(o), scatter: false);
+            Tensor.DropCopy(gc, g);
             RunRowsIndexed(xc.Data, xc.Offset, dx.Data, outer, n, inner, (r, xs, o) =>
             {
                 var gs = gRows.AsSpan(r * n, n);

@@ -23,11 +23,12 @@ public static partial class F
             return SoftmaxImpl(x.Reshape(1), 0, log).Reshape();
         }
         int d = ShapeUtil.NormDim(dim, x.Rank);
-        var src = x.Contiguous();
+        var src = x.ContiguousNoGrad();
         var (outer, n, inner) = RowGeometry(x.Shape, d);
         var y = Tensor.NewResult(x.ShapeArray());
         RunRows(src.Data, src.Offset, y.Data, 0, outer, n, inner,
             log ? (s, o) => LogSoftmaxRow(s, o) : (s, o) => SoftmaxRow(s, o));
+        Tensor.DropCopy(src, x);
         if (!Recorder.ShouldRecord(x)) return y;
         Recorder.Save(y);
         return Recorder.Record(y, log ? "log_softmax" : "softmax", [x], g =>
@@ -35,6 +36,7 @@ public static partial class F
             var gc = g.Contiguous();
             var dx = Tensor.NewResult(y.ShapeArray());
             RunRowsBackward(y.Data, gc.Data, gc.Offset, dx.Data, outer, n, inner, log);
+            Tensor.DropCopy(gc, g);
             return [dx];
         });
     }

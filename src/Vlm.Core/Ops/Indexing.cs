@@ -68,6 +68,7 @@ public sealed partial class Tensor
                     int dst = (o * n + (int)ids[j]) * inner, srcO = go + (o * ids.Length + j) * inner;
                     for (int i = 0; i < inner; i++) xd[dst + i] += gd[srcO + i];
                 }
+            if (!ReferenceEquals(gc, g)) gc.Dispose();
             return [gx];
         });
     }
@@ -88,6 +89,7 @@ public sealed partial class Tensor
         var r = NewResult(shape);
         var wd = w.Data; int wo = w.Offset; var rd = r.Data;
         ParallelRows(idv.Length, dim, i => Array.Copy(wd, wo + (int)idv[i] * dim, rd, i * dim, dim), 1 << 16);
+        if (!ReferenceEquals(w, weight)) w.Dispose();
         return Recorder.Record(r, "embedding", [weight], g =>
         {
             var gc = g.ContiguousNoGrad();
@@ -99,6 +101,7 @@ public sealed partial class Tensor
                 var row = wg.AsSpan((int)idv[i] * dim, dim);
                 System.Numerics.Tensors.TensorPrimitives.Add(row, new ReadOnlySpan<float>(gd, go + i * dim, dim), row);
             }
+            if (!ReferenceEquals(gc, g)) gc.Dispose();
             return [gw];
         });
     }
@@ -151,7 +154,8 @@ public sealed partial class Tensor
         return Recorder.Record(r, "gather", [x], g =>
         {
             using var _ = GradMode.Disable();
-            return [Zeros(x.ShapeArray(), DType.Float32).ScatterAdd(d, index, g)];
+            using var zeros = Zeros(x.ShapeArray(), DType.Float32);
+            return [zeros.ScatterAdd(d, index, g)];
         });
     }
 
@@ -223,7 +227,7 @@ public sealed partial class Tensor
             gm.CopyFrom(g);
             var gd = gm.Data;
             for (int i = 0; i < mb.Length; i++) if (mb[i] != 0) gd[i] = 0f;
-            return [gm.SumTo(x.Shape)];
+            return [gm.SumToFree(x.Shape)];
         });
     }
 
@@ -247,6 +251,7 @@ public sealed partial class Tensor
             var ra = r.RawArray; var ba = bb.RawArray;
             for (int i = 0; i < cb.Length; i++) if (cb[i] == 0) Array.Copy(ba, i, ra, i, 1);
         }
+        bb.Dispose();
         if (a.DType != DType.Float32) return r;
         return Recorder.Record(r, "where", [a, b], g =>
         {
@@ -256,14 +261,15 @@ public sealed partial class Tensor
             {
                 var t = NewResult(shape); var td = t.Data; var gd = gc.Data; int go = gc.Offset;
                 for (int i = 0; i < cb.Length; i++) td[i] = cb[i] != 0 ? gd[go + i] : 0f;
-                ga = t.SumTo(a.Shape);
+                ga = t.SumToFree(a.Shape);
             }
             if (b.RequiresGrad)
             {
                 var t = NewResult(shape); var td = t.Data; var gd = gc.Data; int go = gc.Offset;
                 for (int i = 0; i < cb.Length; i++) td[i] = cb[i] == 0 ? gd[go + i] : 0f;
-                gb = t.SumTo(b.Shape);
+                gb = t.SumToFree(b.Shape);
             }
+            if (!ReferenceEquals(gc, g)) gc.Dispose();
             return [ga, gb];
         });
     }
@@ -318,16 +324,26 @@ public sealed partial class Tensor
             var wa = NewResult(shape); var wad = wa.Data;
             using (GradMode.Disable())
             {
-                var ae = a.Expand(shape).ContiguousNoGrad(); var be = b.Expand(shape).ContiguousNoGrad();
+                using var aView = a.Expand(shape);
+                using var bView = b.Expand(shape);
+                var ae = aView.ContiguousNoGrad(); var be = bView.ContiguousNoGrad();
                 var aed = ae.Data; var bed = be.Data; int ao = ae.Offset, bo = be.Offset;
                 for (int i = 0; i < r.Numel; i++)
                 {
                     float x = aed[ao + i], y = bed[bo + i];
                     wad[i] = x == y ? 0.5f : (isMax ? x > y : x < y) ? 1f : 0f;
                 }
+                if (!ReferenceEquals(ae, aView)) ae.Dispose();
+                if (!ReferenceEquals(be, bView)) be.Dispose();
             }
-            Tensor? ga = a.RequiresGrad ? MulNr(g, wa).SumTo(a.Shape) : null;
-            Tensor? gb = b.RequiresGrad ? MulNr(g, wa.Affine(-1f, 1f)).SumTo(b.Shape) : null;
+            Tensor? ga = a.RequiresGrad ? MulNr(g, wa).SumToFree(a.Shape) : null;
+            Tensor? gb = null;
+            if (b.RequiresGrad)
+            {
+                using var wb = wa.Affine(-1f, 1f);
+                gb = MulNr(g, wb).SumToFree(b.Shape);
+            }
+            wa.Dispose();
             return [ga, gb];
         });
     }

@@ -22,8 +22,16 @@ public sealed partial class Tensor
         MatMulKernel(this, other, r, batch, m, n, k);
         Tensor a = this, b = other;
         return Recorder.Record(r, "matmul", [a, b], g => [
-            a.RequiresGrad ? g.MatMul(b.T).SumTo(a.Shape) : null,
-            b.RequiresGrad ? a.T.MatMul(g).SumTo(b.Shape) : null]);
+            a.RequiresGrad ? MatMulGradPart(g, b, left: true, a.Shape) : null,
+            b.RequiresGrad ? MatMulGradPart(g, a, left: false, b.Shape) : null]);
+    }
+
+    /// <summary>g·bᵀ summed to a's shape (<paramref name="left"/>), or aᵀ·g summed to b's; the transposed view (which
+    /// holds the saved operand's buffer) and a batch-broadcast product go back to the pool once used.</summary>
+    private static Tensor MatMulGradPart(Tensor g, Tensor other, bool left, ReadOnlySpan<int> shape)
+    {
+        using var t = other.T;
+        return (left ? g.MatMul(t) : t.MatMul(g)).SumToFree(shape);
     }
 
     /// <summary>How a 2-D slice of a tensor is laid out for GEMM: (transposed?, leading dimension),
@@ -38,8 +46,18 @@ public sealed partial class Tensor
 
     private static void MatMulKernel(Tensor a, Tensor b, Tensor r, int[] batch, int m, int n, int k)
     {
-        if (MatrixLayout(a) is null) a = a.Contiguous();
-        if (MatrixLayout(b) is null) b = b.Contiguous();
+        var ac = MatrixLayout(a) is null ? a.ContiguousNoGrad() : a;
+        var bc = MatrixLayout(b) is null ? b.ContiguousNoGrad() : b;
+        try { MatMulKernelLaidOut(ac, bc, r, batch, m, n, k); }
+        finally
+        {
+            // Private copies (strided views GEMM cannot read) go back to the pool; the backward reads the inputs.
+            DropCopy(ac, a); DropCopy(bc, b);
+        }
+    }
+
+    private static void MatMulKernelLaidOut(Tensor a, Tensor b, Tensor r, int[] batch, int m, int n, int k)
+    {
         var (ta, lda) = MatrixLayout(a)!.Value;
         var (tb, ldb) = MatrixLayout(b)!.Value;
         int batchCount = ShapeUtil.Numel(batch);

@@ -29,7 +29,16 @@ public sealed partial class Tensor
             layout.ReleaseRows(src);
         }
         var inShape = ShapeArray();
-        return Recorder.Record(r, "sum", [this], g => [g.Reshape(layout.OutShape(true)).Expand(inShape).Contiguous()]);
+        return Recorder.Record(r, "sum", [this], g =>
+        {
+            // The reshaped and expanded views of g are let go once copied, so g's buffer can be recycled.
+            var kept = g.Reshape(layout.OutShape(true));
+            var wide = kept.Expand(inShape);
+            var dx = wide.Contiguous();
+            if (!ReferenceEquals(wide, dx)) wide.Dispose();
+            if (!ReferenceEquals(kept, dx)) kept.Dispose();
+            return [dx];
+        });
     }
 
     private static void SumLeading(float[] src, int off, int rows, int cols, float[] dst)
@@ -52,7 +61,10 @@ public sealed partial class Tensor
     public Tensor Mean(int[] dims, bool keepDim)
     {
         var layout = ReduceLayout.Of(this, dims);
-        return Sum(dims, keepDim).Div(layout.Inner);
+        var sum = Sum(dims, keepDim);
+        var r = sum.Div(layout.Inner);
+        sum.Dispose();   // division by a scalar keeps nothing of its input for the backward
+        return r;
     }
 
     /// <summary>Sums a broadcast gradient back to <paramref name="shape"/> (the inverse of broadcasting).</summary>
@@ -66,7 +78,20 @@ public sealed partial class Tensor
             if (i < lead || (shape[i - lead] == 1 && _shape[i] != 1)) dims.Add(i);
             else if (shape[i - lead] != _shape[i]) throw new ArgumentException($"cannot sum {ShapeString} to {ShapeUtil.Format(shape)}");
         var target = shape.ToArray();
-        return dims.Count == 0 ? Reshape(target) : Sum(dims.ToArray(), true).Reshape(target);
+        if (dims.Count == 0) return Reshape(target);
+        var sum = Sum(dims.ToArray(), true);
+        var r = sum.Reshape(target);
+        if (!ReferenceEquals(r, sum)) sum.Dispose();   // r is a view holding the buffer; the keepdim tensor is not needed
+        return r;
+    }
+
+    /// <summary><see cref="SumTo"/> of a temporary the caller owns (a backward's broadcast product): the temporary goes
+    /// back to the pool once it is reduced, unless it already had the shape and is itself the result.</summary>
+    internal Tensor SumToFree(ReadOnlySpan<int> shape)
+    {
+        var r = SumTo(shape);
+        if (!ReferenceEquals(r, this)) Dispose();
+        return r;
     }
 
     /// <summary>Runs body(i) for i in [0, rows), in parallel when rows·rowLength is large.</summary>

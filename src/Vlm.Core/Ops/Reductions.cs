@@ -87,6 +87,7 @@ public sealed partial class Tensor
             for (int o = 0; o < outer; o++)
                 for (int i = 0; i < inner; i++)
                     xd[(o * n + (int)id[o * inner + i]) * inner + i] = gd[go + o * inner + i];
+            if (!ReferenceEquals(gc, g)) gc.Dispose();
             return [gx];
         });
         return (r, idxT);
@@ -119,9 +120,13 @@ public sealed partial class Tensor
         return Recorder.Record(r, isMax ? "amax" : "amin", [x], g =>
         {
             // torch: grad shared evenly between all elements equal to the result.
-            var mask = x.Eq(r.Reshape(keptShape)).To(DType.Float32);
-            var count = mask.Sum(dims, true);
-            return [MulNr(mask, BinaryKernel<DivOp>(g.Reshape(keptShape), count))];
+            using var rk = r.Reshape(keptShape);
+            using var eq = x.Eq(rk);
+            using var mask = eq.To(DType.Float32);
+            using var count = mask.Sum(dims, true);
+            using var gk = g.Reshape(keptShape);
+            using var share = BinaryKernel<DivOp>(gk, count);
+            return [MulNr(mask, share)];
         });
     }
 
@@ -152,11 +157,13 @@ public sealed partial class Tensor
         var x = this;
         var keptShape = layout.OutShape(true);
         if (Recorder.ShouldRecord(x)) Recorder.Save(mean);
+        mean.Dispose();   // kept by the node's hold when recording, else done with
         return Recorder.Record(r, "var", [x], g =>
         {
             // d var / dx = 2 (x − mean) / (N − correction)
-            var diff = BinaryKernel<SubOp>(x, mean);
-            var gk = g.Reshape(keptShape).Mul((float)(2.0 / denom));
+            using var diff = BinaryKernel<SubOp>(x, mean);
+            using var gView = g.Reshape(keptShape);
+            using var gk = gView.Mul((float)(2.0 / denom));
             return [MulNr(diff, gk)];
         });
     }
@@ -202,8 +209,11 @@ public sealed partial class Tensor
         return Recorder.Record(r, "logsumexp", [x], g =>
         {
             // d/dx = exp(x − y)
-            var p = BinaryKernel<SubOp>(x, r.Reshape(keptShape)).Exp();
-            return [MulNr(p, g.Reshape(keptShape))];
+            using var rk = r.Reshape(keptShape);
+            using var shifted = BinaryKernel<SubOp>(x, rk);
+            using var p = shifted.Exp();
+            using var gk = g.Reshape(keptShape);
+            return [MulNr(p, gk)];
         });
     }
 
@@ -236,6 +246,7 @@ public sealed partial class Tensor
                 for (int i = 0; i < inner; i++) { acc[i] += sd[so + b + i]; rd[b + i] = (float)acc[i]; }
             }
         });
+        if (!ReferenceEquals(src, x)) src.Dispose();
         return r;
     }
 }

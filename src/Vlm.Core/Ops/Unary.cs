@@ -32,6 +32,14 @@ public sealed partial class Tensor
         using (GradMode.Disable()) return Clone();
     }
 
+    /// <summary>Lets go of <paramref name="copy"/> when it is a private contiguous copy of <paramref name="of"/> (what
+    /// Contiguous() returns for a strided view), so its buffer goes back to the pool instead of waiting for the GC. A
+    /// copy that a recorded node saved stays alive through the node's own hold until its backward has run.</summary>
+    internal static void DropCopy(Tensor? copy, Tensor? of)
+    {
+        if (copy != null && !ReferenceEquals(copy, of)) copy.Dispose();
+    }
+
     /// <summary>New contiguous float tensor d = kernel(x) over this tensor's elements (not recorded).</summary>
     internal Tensor MapKernel(SpanKernel kernel, int threshold = ParallelTranscendental)
     {
@@ -145,8 +153,12 @@ public sealed partial class Tensor
         {
             // torch: exponent == 0 → zeros, else grad · p · x^(p-1)
             if (p == 0f) return [Zeros(xin.ShapeArray(), DType.Float32)];
-            var dx = xin.Pow(p - 1f).MapKernel((a, d) => TensorPrimitives.Multiply(a, p, d));
-            return [MulNr(g, dx)];
+            var pm1 = xin.Pow(p - 1f);
+            var dx = pm1.MapKernel((a, d) => TensorPrimitives.Multiply(a, p, d));
+            pm1.Dispose();
+            var gx = MulNr(g, dx);
+            dx.Dispose();
+            return [gx];
         });
     }
 
@@ -159,17 +171,31 @@ public sealed partial class Tensor
         return Recorder.Record(y, "pow_tensor", [x, e], g =>
         {
             Tensor? gx = null, ge = null;
+            // Every temporary goes back to the pool once used.
             if (x.RequiresGrad)
             {
                 var em1 = e.Sub(1f);
-                gx = MulNr(MulNr(g, e), BinaryKernel<PowOp>(x, em1)).SumTo(x.Shape);
+                var ge1 = MulNr(g, e);
+                var pw = BinaryKernel<PowOp>(x, em1);
+                em1.Dispose();
+                var prod = MulNr(ge1, pw);
+                ge1.Dispose(); pw.Dispose();
+                gx = prod.SumToFree(x.Shape);
             }
             if (e.RequiresGrad)
             {
                 // torch: grad · x^e · log(x), with 0 where x == 0 and e >= 0 (the limit, not NaN).
-                var t = MulNr(g, MulNr(y, x.Log()));
-                var zero = x.Eq(0f).LogicalAnd(e.Ge(0f));
-                ge = t.MaskedFill(zero, 0f).SumTo(e.Shape);
+                var log = x.Log();
+                var ylog = MulNr(y, log);
+                log.Dispose();
+                var t = MulNr(g, ylog);
+                ylog.Dispose();
+                using var x0 = x.Eq(0f);
+                using var e0 = e.Ge(0f);
+                using var zero = x0.LogicalAnd(e0);
+                var filled = t.MaskedFill(zero, 0f);
+                t.Dispose();
+                ge = filled.SumToFree(e.Shape);
             }
             return [gx, ge];
         });
@@ -179,7 +205,11 @@ public sealed partial class Tensor
     {
         var y = MapKernel((x, d) => TensorPrimitives.Abs(x, d), 1 << 16);
         var x = this;
-        return Recorder.Record(y, "abs", [x], g => [MulNr(g, x.Sign())]);
+        return Recorder.Record(y, "abs", [x], g =>
+        {
+            using var sign = x.Sign();
+            return [MulNr(g, sign)];
+        });
     }
 
     /// <summary>-1, 0 or 1 (NaN stays NaN); not differentiable (gradient 0).</summary>

@@ -13,7 +13,13 @@ public sealed partial class Tensor
         var target = InferShape(shape);
         Tensor r;
         if (TryViewStrides(target, out var strides)) r = View(target, strides, Offset);
-        else r = Contiguous().ReshapeContiguous(target);
+        else
+        {
+            // The copy is private: the result views it, and this op records its own node against the input.
+            var copy = ContiguousNoGrad();
+            r = copy.ReshapeContiguous(target);
+            copy.Dispose();
+        }
         var inShape = ShapeArray();
         return Recorder.Record(r, "reshape", [this], g => [g.Reshape(inShape)]);
     }
