@@ -222,7 +222,7 @@ public sealed class BtSelfAttention : Module
         Tensor ctx; Tensor? probs = null;
         if (wantProbs) (ctx, probs) = F.ScaledDotProductAttentionWithProbs(q, k, v, bias, dropoutP: p, rng: _ctx.DropoutRng);
         else ctx = F.ScaledDotProductAttention(q, k, v, bias, dropoutP: p, rng: _ctx.DropoutRng);   // (B, H, Lq, d)
-        BtInit.Free(q); BtInit.Free(k); BtInit.Free(v); BtInit.Free(ql); BtInit.Free(kl); BtInit.Free(vl);
+        Intermediates.FreeAll(q, k, v, ql, kl, vl);
         int bsz = ctx.Size(0), len = ctx.Size(2);
         var outT = BtInit.Chain(ctx, t => t.Permute(0, 2, 1, 3), t => t.Reshape(bsz, len, _heads * _headDim));
         BtInit.Free(ctx);
@@ -417,7 +417,7 @@ public sealed class BtTextEmbeddings : Module
         {
             var p = Tensor.Embedding(_position, Tensor.FromArray(pos, b, l));
             var e2 = e.Add(p);
-            BtInit.Free(e); BtInit.Free(p);
+            Intermediates.FreeAll(e, p);
             e = e2;
         }
         var o = _ln.Forward(e);
@@ -472,10 +472,10 @@ public sealed class BtResidualAttention : Module
         // nn.MultiheadAttention (no masks): softmax(q·kᵀ/√hd)·v per head.
         Tensor q = Split(0), k = Split(1), v = Split(2);
         var ctx = F.ScaledDotProductAttention(q, k, v);                                  // (B, H, N, hd)
-        BtInit.Free(q); BtInit.Free(k); BtInit.Free(v);
+        Intermediates.FreeAll(q, k, v);
         var merged = BtInit.Chain(ctx, t => t.Permute(0, 2, 1, 3), t => t.Reshape(b, n, _d));
         var o = _outProj.Forward(merged);
-        BtInit.Free(merged); BtInit.Free(ctx); BtInit.Free(qkv);
+        Intermediates.FreeAll(merged, ctx, qkv);
         return o;
     }
 
@@ -492,7 +492,7 @@ public sealed class BtResidualAttention : Module
         var p = _proj.Forward(g);
         BtInit.Free(g);
         var o = r.Add(p);
-        BtInit.Free(p); BtInit.Free(r);
+        Intermediates.FreeAll(p, r);
         return o;
     }
 }

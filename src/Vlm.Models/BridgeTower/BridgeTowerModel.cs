@@ -232,17 +232,17 @@ public sealed class BridgeTowerModel : Module, IBridgeTowerEncoder
         var ct = TextTransform(0).Forward(textEmbeds);
         var ctT = ct.Add(textType);
         var crossText = _crossTextLn.Forward(ctT);                                       // (B, L, h)
-        BtInit.Free(ct); BtInit.Free(ctT);
+        Intermediates.FreeAll(ct, ctT);
         var post = Vision.ForwardPost(imageEmbeds);
         var ci = ImageTransform(0).Forward(post);
         var ciT = ci.Add(imageType);
         var crossImage = _crossImageLn.Forward(ciT);                                     // (B, N, h)
-        BtInit.Free(post); BtInit.Free(ci); BtInit.Free(ciT);
+        Intermediates.FreeAll(post, ci, ciT);
 
         // The image mask is all ones (HF ignores pixel_mask), so its additive mask is zero and is skipped.
         var (crossTextFeat, pText, xText) = _crossText[0].Forward(crossText, crossImage, textMask, null, o.OutputAttentions, wantCross);
         var (crossImageFeat, pImage, xImage) = _crossImage[0].Forward(crossImage, crossText, null, textMask, o.OutputAttentions, wantCross);
-        BtInit.Free(crossText); BtInit.Free(crossImage);
+        Intermediates.FreeAll(crossText, crossImage);
         hsCross?.Add((crossTextFeat, crossImageFeat));
         if (attns != null) attns.Add((pText!, pImage!));
         crossAttns?.Add((xText!, xImage!));
@@ -259,19 +259,19 @@ public sealed class BridgeTowerModel : Module, IBridgeTowerEncoder
             var p2 = Vision.ForwardPost(imageEmbeds);
             var it = ImageTransform(link + 1).Forward(p2);
             var imageWithLn = it.Add(imageType);
-            BtInit.Free(p2); BtInit.Free(it);
+            Intermediates.FreeAll(p2, it);
             var tt = TextTransform(link + 1).Forward(textEmbeds);
             var textWithType = tt.Add(textType);
             BtInit.Free(tt);
 
             var bridgedText = TextLink(link).Forward(textWithType, crossTextFeat);
             var bridgedImage = ImageLink(link).Forward(imageWithLn, crossImageFeat);
-            BtInit.Free(textWithType); BtInit.Free(imageWithLn);
-            if (hsCross is null) { BtInit.Free(crossTextFeat); BtInit.Free(crossImageFeat); }
+            Intermediates.FreeAll(textWithType, imageWithLn);
+            if (hsCross is null) { Intermediates.FreeAll(crossTextFeat, crossImageFeat); }
 
             (crossTextFeat, pText, xText) = _crossText[link + 1].Forward(bridgedText, bridgedImage, textMask, null, o.OutputAttentions, wantCross);
             (crossImageFeat, pImage, xImage) = _crossImage[link + 1].Forward(bridgedImage, bridgedText, null, textMask, o.OutputAttentions, wantCross);
-            BtInit.Free(bridgedText); BtInit.Free(bridgedImage);
+            Intermediates.FreeAll(bridgedText, bridgedImage);
 
             hsText?.Add(textEmbeds);
             hsImage?.Add(Lnd(imageEmbeds));

@@ -110,19 +110,19 @@ public sealed class MeterModel : Module, IBridgeTowerEncoder
         var ct = _textTransform.Forward(text);
         var ctT = ct.Add(textType);
         var crossText = _crossTextLn.Forward(ctT);                                       // (B, L, h)
-        BtInit.Free(ct); BtInit.Free(ctT);
+        Intermediates.FreeAll(ct, ctT);
         var post = Vision.ForwardPost(image);
         var ci = _imageTransform.Forward(post);
         var ciT = ci.Add(imageType);
         var crossImage = _crossImageLn.Forward(ciT);                                     // (B, N, h)
-        BtInit.Free(post); BtInit.Free(ci); BtInit.Free(ciT);
+        Intermediates.FreeAll(post, ci, ciT);
 
         // The image mask is all ones (pixel_mask is ignored, as in BridgeTower), so its additive mask is skipped.
         for (int i = 0; i < _crossText.Length; i++)
         {
             var (nt, pText, xText) = _crossText[i].Forward(crossText, crossImage, textMask, null, o.OutputAttentions, wantCross);
             var (ni, pImage, xImage) = _crossImage[i].Forward(crossImage, crossText, null, textMask, o.OutputAttentions, wantCross);
-            if (hsCross is null) { BtInit.Free(crossText); BtInit.Free(crossImage); }
+            if (hsCross is null) { Intermediates.FreeAll(crossText, crossImage); }
             crossText = nt; crossImage = ni;
             hsCross?.Add((crossText, crossImage));
             if (attns != null) attns.Add((pText!, pImage!));
