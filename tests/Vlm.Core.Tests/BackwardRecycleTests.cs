@@ -219,6 +219,21 @@ public class BackwardRecycleTests
     }
 
     [Fact]
+    public void SelectLeavesNoHoldOnItsInput()
+    {
+        // Select is a narrow then a squeeze: the narrowed view in between must not keep the buffer.
+        var t = Tensor.Randn([3, 41, 103], new Rng(9)).Mul(1f);
+        using (Tensor.NoGrad())
+        {
+            var s = t.Select(0, 1);
+            using (var n = t.Narrow(0, 1, 1)) Assert.Equal(n.ToArray(), s.ToArray());
+            s.Dispose();
+        }
+        t.Dispose();
+        Assert.True(t.Storage.IsFreed);
+    }
+
+    [Fact]
     public void SecondBackwardOverKeptTensorsAccumulates()
     {
         var x = Tensor.Randn([64, 80], new Rng(43));

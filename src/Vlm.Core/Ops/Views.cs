@@ -150,7 +150,10 @@ public sealed partial class Tensor
     {
         int d = ShapeUtil.NormDim(dim, Rank);
         if (index < 0) index += _shape[d];
-        return Narrow(d, index, 1).Squeeze(d);
+        var slice = Narrow(d, index, 1);
+        var r = slice.Squeeze(d);
+        slice.Dispose();   // the squeezed view holds the buffer (and, when recording, its node holds the slice)
+        return r;
     }
 
     public Tensor Unsqueeze(int dim)

@@ -365,7 +365,12 @@ public sealed class BlipTextLMHeadModel : Module
 
     /// <summary>Teacher-forced logits (B, T, V) for every input position.</summary>
     public Tensor Forward(Tensor ids, Tensor? mask, Tensor encoder, Tensor? encoderMask, BlipKvCache? cache = null)
-        => Head(Bert.Forward(ids, mask, encoder, encoderMask, isDecoder: true, cache));
+    {
+        var h = Bert.Forward(ids, mask, encoder, encoderMask, isDecoder: true, cache);
+        var logits = Head(h);
+        Intermediates.Free(h);
+        return logits;
+    }
 
     /// <summary>HF's shifted LM loss: CE(logits[:, :-1], labels[:, 1:]), ignore_index −100, mean, with
     /// text_config.label_smoothing.</summary>

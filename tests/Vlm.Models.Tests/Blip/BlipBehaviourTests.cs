@@ -188,8 +188,9 @@ public class BlipBehaviourTests
         }
         long first = Run(), second = Run();
         Assert.True(first >= 10, $"only {first} poolable buffers allocated: the test's sizes no longer exercise the pool");
-        // Every intermediate went back to the pool, so the second run finds its buffers there.
-        Assert.True(second <= first / 4, $"second forward allocated {second} fresh buffers (first: {first}): intermediates are left to the GC");
+        // Every intermediate went back to the pool (the q/k/v selections of the fused projection and the decoder's
+        // last hidden states included), so the second run finds all its buffers there.
+        Assert.True(second == 0, $"second forward allocated {second} fresh buffers (first: {first}): intermediates are left to the GC");
 
         // A decoding session's cached keys/values (self and cross, every layer) go back when it is disposed.
         long Decode()
@@ -210,7 +211,7 @@ public class BlipBehaviourTests
         }
         long d1 = Decode(), d2 = Decode();
         Assert.True(d1 >= 10, $"only {d1} poolable buffers allocated while decoding");
-        Assert.True(d2 <= d1 / 4, $"second decode allocated {d2} fresh buffers (first: {d1}): the cache is left to the GC");
+        Assert.True(d2 == 0, $"second decode allocated {d2} fresh buffers (first: {d1}): the cache is left to the GC");
     }
 
     [Fact]
