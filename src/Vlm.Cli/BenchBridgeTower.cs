@@ -13,6 +13,7 @@ public static class BenchBridgeTower
         yield return new BenchCase("bridgetower_base_forward_b1", "BridgeTowerModel (base config) forward, B1 288px 50tok", o => Run(o, 1));
         yield return new BenchCase("bridgetower_base_forward_b8", "BridgeTowerModel (base config) forward, B8 288px 50tok", o => Run(o, 8));
         yield return new BenchCase("bridgetower_forward_ab", "bridgetower_base_forward b1 and b8, new vs reference paths (VLM_SDPA_REF + VLM_FUSION_REF) interleaved in one process", ForwardAb);
+        yield return new BenchCase("bridgetower_base_itm_step_b2", "BridgeTowerForImageAndTextRetrieval (base config) training step, B2 288px 50tok: forward with ITM loss + backward (no optimizer); fresh pool buffers per step in the shape column", TrainStep);
         yield return new BenchCase("bridgetower_parts_ab", "BridgeTower attention / fused pieces, new vs reference path interleaved (ms; profiling aid)", PartsAb);
     }
 
@@ -29,11 +30,37 @@ public static class BenchBridgeTower
         using (Tensor.Inference())
             ms = Bench.MedianMs(() =>
             {
-                var r = model.Forward(input, null, pixels);
-                r.TextFeatures.Dispose(); r.ImageFeatures.Dispose(); r.PoolerOutput.Dispose();
+                using var r = model.Forward(input, null, pixels);
             }, o.Reps);
         yield return new BenchResult($"bridgetower_base_forward_b{batch}", "vlm", $"B{batch} 288px 50tok", o.Threads,
             Flop(new BridgeTowerConfig(), batch, 50) / ms / 1e6, ms, Bench.PeakMb());
+    }
+
+    /// <summary>A fine-tuning step's forward and backward at base size. The loop disposes its outputs and the parameters'
+    /// gradients, as a training loop does, so a warm step runs in recycled buffers (docs/performance.md, session 7).</summary>
+    private static IEnumerable<BenchResult> TrainStep(BenchOptions o)
+    {
+        const int batch = 2;
+        var cfg = new BridgeTowerConfig();
+        var model = new BridgeTowerForImageAndTextRetrieval(cfg, null, new Rng(0));
+        model.Train();
+        var rng = new Rng(1);
+        var ids = new long[batch * 50];
+        for (int i = 0; i < ids.Length; i++) ids[i] = 3 + (long)(rng.NextDouble() * 997);
+        var input = Tensor.FromArray(ids, batch, 50);
+        var pixels = Tensor.Randn([batch, 3, 288, 288], rng);
+        var labels = Tensor.FromArray(new long[] { 1, 0 }, batch);
+        long fresh = 0;
+        void Step()
+        {
+            long f0 = BufferPool.ThreadFreshAllocations;
+            using (var r = model.Forward(input, null, pixels, labels)) r.Loss!.Backward();
+            foreach (var (_, p) in model.Parameters.Named) { p.Grad?.Dispose(); p.Grad = null; }
+            fresh = BufferPool.ThreadFreshAllocations - f0;
+        }
+        double ms = Bench.MedianMs(Step, Math.Max(3, o.Reps / 2));
+        yield return new BenchResult("bridgetower_base_itm_step_b2", "vlm", $"B{batch} 288px 50tok, {fresh} fresh buffers/step", o.Threads,
+            3 * Flop(cfg, batch, 50) / ms / 1e6, ms, Bench.PeakMb());
     }
 
     /// <summary>Matmul FLOPs of one BridgeTowerModel forward (2 per multiply-add; patch embedding, the 12 + 12

@@ -98,7 +98,17 @@ public static class BufferPool
     private const int MinPooled = 4096;
     private static readonly ConcurrentDictionary<int, ConcurrentBag<float[]>> Buckets = new();
     private static long _pooledBytes;
-    public static long MaxPooledBytes { get; set; } = 2L << 30;
+    /// <summary>Most bytes kept in the pool; a buffer returned beyond it is left to the GC. A training step of a base-size
+    /// model recycles more than 2 GiB of activations (BridgeTower base at batch 2: ~3 GB), and every buffer over the
+    /// cap is a fresh, page-faulting allocation in the next step, so the default is a quarter of the memory the GC may
+    /// use (at least 2 GiB). <c>VLM_POOL_MAX_MB</c> sets it.</summary>
+    public static long MaxPooledBytes { get; set; } = DefaultMaxPooledBytes();
+
+    private static long DefaultMaxPooledBytes()
+    {
+        if (long.TryParse(Environment.GetEnvironmentVariable("VLM_POOL_MAX_MB"), out var mb) && mb >= 0) return mb << 20;
+        return Math.Max(2L << 30, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4);
+    }
 
     public static float[] Rent(int length, bool zero)
     {

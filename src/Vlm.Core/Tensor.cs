@@ -308,7 +308,16 @@ public sealed partial class Tensor : IDisposable
         if (GradFn == null && RequiresGrad) return;
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         Storage.Release();
+        // A recorded tensor that no live node consumes, once disposed, can no longer be reached by any backward (a
+        // backward reaches a node only through a tensor some later node consumes): its node, and the nodes above it
+        // that only it kept alive, let go of their buffers now, as torch frees an unreferenced graph.
+        if (GradFn is { } node && Volatile.Read(ref Consumers) == 0) node.ReleaseHeld(cascade: true);
     }
+
+    /// <summary>Recorded nodes not yet released that take this tensor as an input (see <see cref="Dispose"/>).</summary>
+    internal int Consumers;
+
+    internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
     /// <summary>This tensor is the only holder of its whole, unsaved float buffer (contiguous, from offset 0, not
     /// disposed): the autograd engine may accumulate into it or hand it over as a leaf's .Grad.</summary>

@@ -234,6 +234,37 @@ public class BackwardRecycleTests
     }
 
     [Fact]
+    public void DisposingADeadBranchReleasesItsGraph()
+    {
+        var x = Tensor.Randn([64, 80], new Rng(50));
+        x.RequiresGrad = true;
+        var a = x.Mul(2f);
+        var b = a.Exp();
+        a.Dispose();
+        Assert.False(a.Storage.IsFreed);          // exp's node still holds its input
+        b.Dispose();
+        // Nothing consumes b, so no backward can reach its node: it lets go, and so does a's (disposed, unconsumed).
+        Assert.True(b.Storage.IsFreed);
+        Assert.True(a.Storage.IsFreed);
+    }
+
+    [Fact]
+    public void DisposingADeadBranchKeepsTheLiveGraph()
+    {
+        var x = Tensor.Randn([64, 80], new Rng(51));
+        x.RequiresGrad = true;
+        var y = x.Mul(2f);
+        var side = y.Tanh();                      // a branch nobody back-propagates through
+        var loss = y.Exp().Sum();
+        y.Dispose();                              // consumed by tanh and exp: stays
+        side.Dispose();                           // releases tanh's node only; exp still consumes y
+        Assert.False(y.Storage.IsFreed);
+        loss.Backward();
+        var xs = x.ToArray(); var gx = x.Grad!.ToArray();
+        for (int i = 0; i < xs.Length; i++) Assert.Equal(2 * MathF.Exp(2 * xs[i]), gx[i], 1e-4f * MathF.Exp(2 * xs[i]));
+    }
+
+    [Fact]
     public void SecondBackwardOverKeptTensorsAccumulates()
     {
         var x = Tensor.Randn([64, 80], new Rng(43));

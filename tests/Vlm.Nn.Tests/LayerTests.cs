@@ -208,12 +208,20 @@ public class LayerTests
     }
 
     [Fact]
-    public void IntermediatesAreFreedOnlyInNoGradAndNeverTheKeptOne()
+    public void IntermediatesAreFreedAndNeverTheKeptOne()
     {
+        // While recording, a freed intermediate stays with the node that read it until that backward has run.
         var a = Tensor.Randn([64, 80], new Rng(8));
-        var b = a.Mul(2f);
-        Intermediates.Free(b);                      // grad mode: the graph may still need it
-        Assert.Equal(a.Mul(2f).ToArray(), b.ToArray());
+        a.RequiresGrad = true;
+        var doubled = a.Mul(2f);
+        var exped = doubled.Exp();
+        Intermediates.Free(doubled);
+        Assert.Equal(64 * 80, doubled.ToArray().Length);   // exp's node still holds the buffer
+        exped.Sum().Backward();
+        // Back in the pool once the graph no longer needs it.
+        Assert.Throws<ObjectDisposedException>(() => doubled.ToArray());
+        var xs = a.ToArray(); var g = a.Grad!.ToArray();
+        for (int i = 0; i < xs.Length; i++) Assert.Equal(2 * MathF.Exp(2 * xs[i]), g[i], 1e-4f * MathF.Exp(2 * xs[i]));
         using (Tensor.NoGrad())
         {
             var c = a.Mul(3f);

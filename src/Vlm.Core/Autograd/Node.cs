@@ -34,13 +34,28 @@ public sealed class Node
 
     internal void Hold(Storage[] held) => _held = held;
 
-    /// <summary>Called by the engine once this node's backward has run: its buffers may go back to the pool when no
-    /// tensor holds them either. A graph whose buffers were reused cannot be back-propagated again (checked by
-    /// <see cref="ThrowIfFreed"/>).</summary>
-    internal void ReleaseHeld()
+    /// <summary>Called by the engine once this node's backward has run, and by <see cref="Tensor.Dispose"/> when the
+    /// node's output was disposed with no live consumer: its buffers may go back to the pool when no tensor holds them
+    /// either, and it stops consuming its inputs. With <paramref name="cascade"/>, an input that was disposed and that
+    /// no other live node consumes is unreachable too, so its node is released in turn (iteratively: a dead branch can
+    /// be a whole encoder deep). The engine does not cascade: the inputs' nodes are still to run their backward. A
+    /// graph whose buffers were reused cannot be back-propagated again (checked by <see cref="ThrowIfFreed"/>).</summary>
+    internal void ReleaseHeld(bool cascade = false)
     {
-        if (Interlocked.Exchange(ref _released, 1) != 0) return;
-        foreach (var s in _held) s.Release();
+        Stack<Node>? pending = null;
+        var node = this;
+        while (true)
+        {
+            if (Interlocked.Exchange(ref node._released, 1) == 0)
+            {
+                foreach (var s in node._held) s.Release();
+                foreach (var t in node.Inputs)
+                    if (Interlocked.Decrement(ref t.Consumers) == 0 && cascade && t.IsDisposed && t.GradFn is { } up)
+                        (pending ??= new Stack<Node>()).Push(up);
+            }
+            if (pending is null || pending.Count == 0) return;
+            node = pending.Pop();
+        }
     }
 
     internal void ThrowIfFreed()
@@ -93,6 +108,7 @@ public static class Recorder
         if (saved != null) { foreach (var s in saved) held[n++] = s; saved.Clear(); }
         var node = new Node(name, inputs, backward) { BackwardInto = backwardInto };
         node.Hold(held);
+        foreach (var t in inputs) Interlocked.Increment(ref t.Consumers);
         output.GradFn = node;
         output.RequiresGrad = true;
         return output;

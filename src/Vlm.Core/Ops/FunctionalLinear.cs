@@ -43,7 +43,7 @@ public static partial class F
         {
             var pre0 = Linear(x, weight, bias);
             var act = pre0.QuickGelu();
-            if (!record) pre0.Dispose();
+            pre0.Dispose();   // when recording, the activation's node holds it until its backward has run
             return act;
         }
         bool gelu = activation == GemmEpilogue.Gelu;

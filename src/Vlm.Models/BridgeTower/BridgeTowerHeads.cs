@@ -8,11 +8,20 @@ using Vlm.Nn;
 namespace Vlm.Models.BridgeTower;
 
 /// <summary>What a head returns: logits, loss when labels were given, and the base model's outputs.</summary>
-public sealed class BridgeTowerHeadOutput
+public sealed class BridgeTowerHeadOutput : IDisposable
 {
     public required Tensor Logits { get; init; }
     public Tensor? Loss { get; init; }
     public required BridgeTowerModelOutput Base { get; init; }
+
+    /// <summary>Returns every output tensor's buffer to the pool (after <c>Loss.Backward()</c> in a training step, or
+    /// once the results are read): a loop that disposes its outputs runs in recycled buffers.</summary>
+    public void Dispose()
+    {
+        Logits.Dispose();
+        Loss?.Dispose();
+        Base.Dispose();
+    }
 }
 
 /// <summary>Shared construction: a model is built from a config plus either checkpoint weights or a seed.</summary>
@@ -157,7 +166,7 @@ public sealed class BridgeTowerForMaskedLM : BridgeTowerHeadModel
 }
 
 /// <summary>HF BridgeTowerContrastiveOutput.</summary>
-public sealed class BridgeTowerContrastiveOutput
+public sealed class BridgeTowerContrastiveOutput : IDisposable
 {
     /// <summary>(B, 3, c) = stack([text, image, cross], dim=-2), as HF returns it (not a similarity matrix).</summary>
     public required Tensor Logits { get; init; }
@@ -166,6 +175,14 @@ public sealed class BridgeTowerContrastiveOutput
     public required Tensor CrossEmbeds { get; init; }
     public Tensor? Loss { get; init; }
     public required BridgeTowerModelOutput Base { get; init; }
+
+    /// <summary>Returns every output tensor's buffer to the pool.</summary>
+    public void Dispose()
+    {
+        Logits.Dispose(); TextEmbeds.Dispose(); ImageEmbeds.Dispose(); CrossEmbeds.Dispose();
+        Loss?.Dispose();
+        Base.Dispose();
+    }
 }
 
 /// <summary>HF BridgeTowerForContrastiveLearning: L2-normalised text (text-tower cls), image (last vision block →
@@ -214,7 +231,19 @@ public sealed class BridgeTowerForContrastiveLearning : BridgeTowerHeadModel
             BtInit.Free(x);
             x = next;
         }
-        return F.Normalize(_text.Forward(x.Select(1, 0)), 2f, -1);
+        var e = TextHead(x);
+        BtInit.Free(x);
+        return e;
+    }
+
+    /// <summary>L2-normalised projection of the [CLS] state; the selection's view and the projection are let go.</summary>
+    private Tensor TextHead(Tensor lastTextHidden)
+    {
+        var cls = lastTextHidden.Select(1, 0);
+        var proj = _text.Forward(cls);
+        var e = F.Normalize(proj, 2f, -1);
+        Intermediates.FreeAll(cls, proj);
+        return e;
     }
 
     /// <summary>Image embedding from the vision tower alone (the blocks BridgeTowerModel runs): (B, c), L2-normalised.</summary>
@@ -228,14 +257,21 @@ public sealed class BridgeTowerForContrastiveLearning : BridgeTowerHeadModel
             BtInit.Free(x);
             x = next;
         }
-        return ImageHead(x);
+        var e = ImageHead(x);
+        BtInit.Free(x);
+        return e;
     }
 
     private Tensor ImageHead(Tensor lastImageHidden)
     {
         var post = BridgeTower.Vision.ForwardPost(lastImageHidden);
-        var tr = BridgeTower.LastImageTransform.Forward(post).Add(BridgeTower.TokenType(1));
-        return F.Normalize(_image.Forward(tr.Select(1, 0)), 2f, -1);
+        var transformed = BridgeTower.LastImageTransform.Forward(post);
+        var tr = transformed.Add(BridgeTower.TokenType(1));
+        var cls = tr.Select(1, 0);
+        var proj = _image.Forward(cls);
+        var e = F.Normalize(proj, 2f, -1);
+        Intermediates.FreeAll(post, transformed, tr, cls, proj);
+        return e;
     }
 
     public BridgeTowerContrastiveOutput Forward(Tensor inputIds, Tensor? attentionMask, Tensor pixelValues, bool returnLoss = false, BridgeTowerForwardOptions? options = null)
@@ -243,7 +279,7 @@ public sealed class BridgeTowerForContrastiveLearning : BridgeTowerHeadModel
         // HF always asks the base model for hidden states here (and returns them).
         var opts = (options ?? BridgeTowerForwardOptions.Default) with { OutputHiddenStates = true };
         var o = BridgeTower.Forward(inputIds, attentionMask, pixelValues, opts);
-        var textEmbeds = F.Normalize(_text.Forward(o.LastTextHidden.Select(1, 0)), 2f, -1);
+        var textEmbeds = TextHead(o.LastTextHidden);
         var imageEmbeds = ImageHead(o.LastImageHidden);
         var crossEmbeds = F.Normalize(_cross.Forward(o.PoolerOutput), 2f, -1);
         var logits = Tensor.Stack([textEmbeds, imageEmbeds, crossEmbeds], -2);

@@ -249,7 +249,9 @@ public sealed class BtResidualOutput : Module
     public Tensor Forward(Tensor x, Tensor residual)
     {
         // (F.AddLayerNorm, one pass for the add and the LayerNorm, measured no faster here at batch 8: 2600×768 rows.)
-        var h = F.Dropout(_dense.Forward(x), _dropout, Training, _ctx.DropoutRng);
+        var d = _dense.Forward(x);
+        var h = F.Dropout(d, _dropout, Training, _ctx.DropoutRng);
+        Intermediates.Free(d, keep: h);
         var s = h.Add(residual);
         BtInit.Free(h);
         var o = _ln.Forward(s);
@@ -422,7 +424,9 @@ public sealed class BtTextEmbeddings : Module
         }
         var o = _ln.Forward(e);
         BtInit.Free(e);
-        return F.Dropout(o, _c.HiddenDropoutProb, Training, _ctx.DropoutRng);
+        var d = F.Dropout(o, _c.HiddenDropoutProb, Training, _ctx.DropoutRng);
+        Intermediates.Free(o, keep: d);
+        return d;
     }
 }
 
@@ -436,7 +440,14 @@ public sealed class BtPooler : Module
         _dense = Add(new BtLinear(vb["dense"], hidden, hidden, init: BtInit.Weight(initFactor)));
     }
 
-    public Tensor Forward(Tensor hidden) => _dense.Forward(hidden.Select(1, 0)).Tanh();
+    public Tensor Forward(Tensor hidden)
+    {
+        var cls = hidden.Select(1, 0);             // a view: it would keep the whole hidden state's buffer
+        var d = _dense.Forward(cls);
+        var y = d.Tanh();
+        Intermediates.FreeAll(cls, d);
+        return y;
+    }
 }
 
 /// <summary>

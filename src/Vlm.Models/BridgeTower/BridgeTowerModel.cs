@@ -10,7 +10,7 @@ using Vlm.Nn;
 namespace Vlm.Models.BridgeTower;
 
 /// <summary>HF BridgeTowerModelOutput, plus the last uni-modal states the contrastive head needs.</summary>
-public sealed class BridgeTowerModelOutput
+public sealed class BridgeTowerModelOutput : IDisposable
 {
     /// <summary>(B, L, hidden) last cross-modal text layer output.</summary>
     public required Tensor TextFeatures { get; init; }
@@ -33,6 +33,18 @@ public sealed class BridgeTowerModelOutput
     /// <summary>Per cross-modal layer, when <see cref="BridgeTowerForwardOptions.OutputCrossAttentions"/>: cross-attention
     /// probabilities (text→image (B, heads, L, N), image→text (B, heads, N, L)). Not part of HF's outputs.</summary>
     public List<(Tensor TextToImage, Tensor ImageToText)>? CrossAttentions { get; init; }
+
+    /// <summary>Returns every tensor of the output (states and attentions included) to the pool.</summary>
+    public void Dispose()
+    {
+        TextFeatures.Dispose(); ImageFeatures.Dispose(); PoolerOutput.Dispose();
+        LastTextHidden.Dispose(); LastImageHidden.Dispose();
+        foreach (var t in TextHiddenStates ?? []) t.Dispose();
+        foreach (var t in ImageHiddenStates ?? []) t.Dispose();
+        foreach (var (a, b) in CrossHiddenStates ?? []) { a.Dispose(); b.Dispose(); }
+        foreach (var (a, b) in Attentions ?? []) { a.Dispose(); b.Dispose(); }
+        foreach (var (a, b) in CrossAttentions ?? []) { a.Dispose(); b.Dispose(); }
+    }
 
     /// <summary>Outputs under HF's flattened ModelOutput names (hidden_states.2.1.0 = hidden_states[2][1][0]).</summary>
     public void AddNamed(IDictionary<string, Tensor> into, string prefix = "")
@@ -201,7 +213,14 @@ public sealed class BridgeTowerModel : Module, IBridgeTowerEncoder
         var attns = o.OutputAttentions ? new List<(Tensor, Tensor)>() : null;
         var crossAttns = o.OutputCrossAttentions ? new List<(Tensor, Tensor)>() : null;
         bool wantCross = crossAttns != null;
-        static Tensor Lnd(Tensor x) => x.Permute(1, 0, 2).Contiguous();
+        static Tensor Lnd(Tensor x)
+        {
+            // The permuted view is let go once copied, so disposing the copy frees the branch (see Tensor.Dispose).
+            var view = x.Permute(1, 0, 2);
+            var copy = view.Contiguous();
+            if (!ReferenceEquals(copy, view)) view.Dispose();
+            return copy;
+        }
 
         var textEmbeds = TextEmbeddings.Forward(inputIds);                               // (B, L, Dt)
         hsText?.Add(textEmbeds);
@@ -253,7 +272,7 @@ public sealed class BridgeTowerModel : Module, IBridgeTowerEncoder
             if (hsText is null) BtInit.Free(textEmbeds);
             textEmbeds = nextText;
             var nextImage = Vision.Blocks[i].Forward(imageEmbeds);
-            if (hsImage is null) BtInit.Free(imageEmbeds);
+            BtInit.Free(imageEmbeds);   // the image states list holds (seq, batch) copies, not these
             imageEmbeds = nextImage;
 
             var p2 = Vision.ForwardPost(imageEmbeds);
@@ -280,7 +299,10 @@ public sealed class BridgeTowerModel : Module, IBridgeTowerEncoder
         crossAttns?.Add((xText!, xImage!));
         }
 
-        var pooled = Tensor.Cat([_textPooler.Forward(crossTextFeat), _imagePooler.Forward(crossImageFeat)], -1);
+        var textPooled = _textPooler.Forward(crossTextFeat);
+        var imagePooled = _imagePooler.Forward(crossImageFeat);
+        var pooled = Tensor.Cat([textPooled, imagePooled], -1);
+        Intermediates.FreeAll(textPooled, imagePooled);
         return new BridgeTowerModelOutput
         {
             TextFeatures = crossTextFeat,

@@ -81,7 +81,14 @@ public sealed class MeterModel : Module, IBridgeTowerEncoder
         var attns = o.OutputAttentions ? new List<(Tensor, Tensor)>() : null;
         var crossAttns = o.OutputCrossAttentions ? new List<(Tensor, Tensor)>() : null;
         bool wantCross = crossAttns != null;
-        static Tensor Lnd(Tensor x) => x.Permute(1, 0, 2).Contiguous();
+        static Tensor Lnd(Tensor x)
+        {
+            // The permuted view is let go once copied, so disposing the copy frees the branch (see Tensor.Dispose).
+            var view = x.Permute(1, 0, 2);
+            var copy = view.Contiguous();
+            if (!ReferenceEquals(copy, view)) view.Dispose();
+            return copy;
+        }
 
         // Both towers run to the end first: nothing but their last layer reaches the cross-modal encoder.
         var text = TextEmbeddings.Forward(inputIds);                                     // (B, L, Dt)
@@ -100,7 +107,7 @@ public sealed class MeterModel : Module, IBridgeTowerEncoder
         for (int i = 0; i < TextLayers.Count; i++)
         {
             var next = Vision.Blocks[i].Forward(image);
-            if (hsImage is null) BtInit.Free(image);
+            BtInit.Free(image);   // the image states list holds (seq, batch) copies, not these
             image = next;
             hsImage?.Add(Lnd(image));
         }
@@ -129,7 +136,10 @@ public sealed class MeterModel : Module, IBridgeTowerEncoder
             crossAttns?.Add((xText!, xImage!));
         }
 
-        var pooled = Tensor.Cat([_textPooler.Forward(crossText), _imagePooler.Forward(crossImage)], -1);
+        var textPooled = _textPooler.Forward(crossText);
+        var imagePooled = _imagePooler.Forward(crossImage);
+        var pooled = Tensor.Cat([textPooled, imagePooled], -1);
+        Intermediates.FreeAll(textPooled, imagePooled);
         return new BridgeTowerModelOutput
         {
             TextFeatures = crossText,
