@@ -21,11 +21,7 @@ public static class BenchBridgeTower
     {
         var (model, _) = BridgeTowerWeights.LoadModel(new BridgeTowerConfig(), null, new Rng(0));
         model.Eval();
-        var rng = new Rng(1);
-        var ids = new long[batch * 50];
-        for (int i = 0; i < ids.Length; i++) ids[i] = 3 + (long)(rng.NextDouble() * 997);
-        var input = Tensor.FromArray(ids, batch, 50);
-        var pixels = Tensor.Randn([batch, 3, 288, 288], rng);
+        var (input, pixels) = Inputs(batch);
         double ms;
         using (Tensor.Inference())
             ms = Bench.MedianMs(() =>
@@ -36,6 +32,15 @@ public static class BenchBridgeTower
             Flop(new BridgeTowerConfig(), batch, 50) / ms / 1e6, ms, Bench.PeakMb());
     }
 
+    /// <summary>Seeded 50-token texts and 288 px images, as benchmarks/torch_bench.py makes them.</summary>
+    private static (Tensor Ids, Tensor Pixels) Inputs(int batch)
+    {
+        var rng = new Rng(1);
+        var ids = new long[batch * 50];
+        for (int i = 0; i < ids.Length; i++) ids[i] = 3 + (long)(rng.NextDouble() * 997);
+        return (Tensor.FromArray(ids, batch, 50), Tensor.Randn([batch, 3, 288, 288], rng));
+    }
+
     /// <summary>A fine-tuning step's forward and backward at base size. The loop disposes its outputs and the parameters'
     /// gradients, as a training loop does, so a warm step runs in recycled buffers (docs/performance.md, session 7).</summary>
     private static IEnumerable<BenchResult> TrainStep(BenchOptions o)
@@ -44,11 +49,7 @@ public static class BenchBridgeTower
         var cfg = new BridgeTowerConfig();
         var model = new BridgeTowerForImageAndTextRetrieval(cfg, null, new Rng(0));
         model.Train();
-        var rng = new Rng(1);
-        var ids = new long[batch * 50];
-        for (int i = 0; i < ids.Length; i++) ids[i] = 3 + (long)(rng.NextDouble() * 997);
-        var input = Tensor.FromArray(ids, batch, 50);
-        var pixels = Tensor.Randn([batch, 3, 288, 288], rng);
+        var (input, pixels) = Inputs(batch);
         var labels = Tensor.FromArray(new long[] { 1, 0 }, batch);
         long fresh = 0;
         void Step()
