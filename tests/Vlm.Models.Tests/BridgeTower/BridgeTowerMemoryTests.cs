@@ -8,12 +8,14 @@ namespace Vlm.Models.Tests.BridgeTower;
 /// activation is back in the pool and a warm step allocates no fresh buffer.</summary>
 public class BridgeTowerMemoryTests
 {
-    // Sizes chosen so activations are poolable (≥ 4096 floats): 70 text tokens × 64, 65 image tokens × 64.
+    // Sizes chosen so activations are poolable (≥ 4096 floats): 66 text tokens × 64, 82 image tokens × 64. The pool is
+    // shared by the tests running in parallel: these lengths differ from the BLIP pool test's (70 and 65 tokens), so
+    // neither takes the other's buffers.
     private static BridgeTowerConfig Config() => BridgeTowerConfig.FromJson("""
         {"hidden_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2, "contrastive_hidden_size": 32, "logit_scale_init_value": 2.6592,
          "text_config": {"hidden_size": 64, "num_attention_heads": 2, "num_hidden_layers": 3, "intermediate_size": 128,
                          "vocab_size": 100, "max_position_embeddings": 80},
-         "vision_config": {"hidden_size": 64, "num_hidden_layers": 3, "image_size": 64, "patch_size": 8}}
+         "vision_config": {"hidden_size": 64, "num_hidden_layers": 3, "image_size": 72, "patch_size": 8}}
         """);
 
     [Theory]
@@ -26,9 +28,9 @@ public class BridgeTowerMemoryTests
         var itc = head == "contrastive" ? new BridgeTowerForContrastiveLearning(cfg, null, new Rng(1)) : null;
         BridgeTowerHeadModel m = (BridgeTowerHeadModel?)itm ?? itc!;
         m.Train();   // dropout on: its masked copies must be recycled too
-        var ids = Tensor.FromArray(Enumerable.Range(0, 140).Select(i => (long)(i * 7 % 97 + 2)).ToArray(), 2, 70);
-        var mask = Tensor.Ones(2, 70);
-        var px = Tensor.Randn([2, 3, 64, 64], new Rng(2));
+        var ids = Tensor.FromArray(Enumerable.Range(0, 132).Select(i => (long)(i * 7 % 97 + 2)).ToArray(), 2, 66);
+        var mask = Tensor.Ones(2, 66);
+        var px = Tensor.Randn([2, 3, 72, 72], new Rng(2));
         var labels = Tensor.FromArray(new long[] { 1, 0 }, 2);
         var fresh = new List<long>();
         for (int step = 0; step < 3; step++)
