@@ -96,9 +96,9 @@ public static partial class F
         // backward, when recorded, holds them through Recorder.Save and reads them through the layouts' arrays).
         void DropCopies()
         {
-            if (!ReferenceEquals(qc, q)) qc.Dispose();
-            if (!ReferenceEquals(kc, k)) kc.Dispose();
-            if (!ReferenceEquals(vc, v)) vc.Dispose();
+            Tensor.DropCopy(qc, q);
+            Tensor.DropCopy(kc, k);
+            Tensor.DropCopy(vc, v);
         }
         // Fewer heads than cores (one long sequence): let each product use the cores instead.
         bool innerParallel = B * H < Environment.ProcessorCount;

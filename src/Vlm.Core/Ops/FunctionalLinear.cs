@@ -79,15 +79,15 @@ public static partial class F
         }
         if (!record)
         {
-            if (!ReferenceEquals(xc, x)) xc.Dispose();
+            Tensor.DropCopy(xc, x);
             return y;
         }
         // Keep the contiguous copies the backward reads (they are the inputs' values).
         Recorder.Save(xc); Recorder.Save(wc);
         if (pre != null) Recorder.Save(pre);
         // The node holds the saved copies now; drop this op's own holds on private ones (recycled after backward).
-        if (!ReferenceEquals(xc, x)) xc.Dispose();
-        if (!ReferenceEquals(wc, weight)) wc.Dispose();
+        Tensor.DropCopy(xc, x);
+        Tensor.DropCopy(wc, weight);
         pre?.Dispose();
         return Recorder.Record(y, pre is null ? "linear" : "linear_gelu", inputs, g =>
         {
@@ -130,7 +130,7 @@ public static partial class F
                 db = g2.Sum(0);
             }
             // A private copy (contiguous or GELU'-scaled) goes back to the pool now rather than to the GC.
-            if (!ReferenceEquals(gc, g)) gc.Dispose();
+            Tensor.DropCopy(gc, g);
             return bias is null ? [dx, dw] : [dx, dw, db];
         });
     }
@@ -260,8 +260,8 @@ public static partial class F
         }
         // Private buffers go back to the pool now rather than to the GC.
         gT?.Dispose();
-        if (!ReferenceEquals(gc, gIn)) gc.Dispose();
-        if (!ReferenceEquals(gIn, g)) gIn.Dispose();
+        Tensor.DropCopy(gc, gIn);
+        Tensor.DropCopy(gIn, g);
         return hasBias ? [dx, dw, db] : [dx, dw];
     }
 

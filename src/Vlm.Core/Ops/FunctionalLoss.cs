@@ -90,7 +90,7 @@ public static partial class F
         // The backward reads the log-probabilities, not the logits: a permuted view or private copy is let go now.
         var outShape = rowsView.ShapeArray();
         Tensor.DropCopy(rowsView, logits);
-        if (permView != null && !ReferenceEquals(permView, rowsView)) permView.Dispose();
+        Tensor.DropCopy(permView, rowsView);
         // Mean's divisor: the count of non-ignored targets, or the sum of their class weights.
         double valid = 0;
         for (int i = 0; i < M; i++) if (tgt[i] != ignoreIndex) valid += cw is null ? 1 : cw[tgt[i]];

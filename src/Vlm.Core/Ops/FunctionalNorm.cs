@@ -144,8 +144,8 @@ public static partial class F
                 NormKernels.LayerNormRow(sr, yr, w, b, eps, out _, out _);
             }
         });
-        if (!ReferenceEquals(xc, x)) xc.Dispose();
-        if (!ReferenceEquals(rc, residual)) rc.Dispose();
+        Tensor.DropCopy(xc, x);
+        Tensor.DropCopy(rc, residual);
         return (sum, y);
     }
 

@@ -55,7 +55,7 @@ public sealed partial class Tensor
             for (int j = 0; j < ids.Length; j++)
                 Array.Copy(sa, so + (o * n + (int)ids[j]) * inner, ra, (o * ids.Length + j) * inner, inner);
         // The backward reads only the indices: a private contiguous copy goes back to the pool now.
-        if (!ReferenceEquals(src, this)) src.Dispose();
+        DropCopy(src, this);
         var inShape = ShapeArray();
         return Recorder.Record(r, "index_select", [this], g =>
         {
@@ -68,7 +68,7 @@ public sealed partial class Tensor
                     int dst = (o * n + (int)ids[j]) * inner, srcO = go + (o * ids.Length + j) * inner;
                     for (int i = 0; i < inner; i++) xd[dst + i] += gd[srcO + i];
                 }
-            if (!ReferenceEquals(gc, g)) gc.Dispose();
+            DropCopy(gc, g);
             return [gx];
         });
     }
@@ -89,7 +89,7 @@ public sealed partial class Tensor
         var r = NewResult(shape);
         var wd = w.Data; int wo = w.Offset; var rd = r.Data;
         ParallelRows(idv.Length, dim, i => Array.Copy(wd, wo + (int)idv[i] * dim, rd, i * dim, dim), 1 << 16);
-        if (!ReferenceEquals(w, weight)) w.Dispose();
+        DropCopy(w, weight);
         return Recorder.Record(r, "embedding", [weight], g =>
         {
             var gc = g.ContiguousNoGrad();
@@ -101,7 +101,7 @@ public sealed partial class Tensor
                 var row = wg.AsSpan((int)idv[i] * dim, dim);
                 System.Numerics.Tensors.TensorPrimitives.Add(row, new ReadOnlySpan<float>(gd, go + i * dim, dim), row);
             }
-            if (!ReferenceEquals(gc, g)) gc.Dispose();
+            DropCopy(gc, g);
             return [gw];
         });
     }
@@ -269,7 +269,7 @@ public sealed partial class Tensor
                 for (int i = 0; i < cb.Length; i++) td[i] = cb[i] == 0 ? gd[go + i] : 0f;
                 gb = t.SumToFree(b.Shape);
             }
-            if (!ReferenceEquals(gc, g)) gc.Dispose();
+            DropCopy(gc, g);
             return [ga, gb];
         });
     }
@@ -333,8 +333,8 @@ public sealed partial class Tensor
                     float x = aed[ao + i], y = bed[bo + i];
                     wad[i] = x == y ? 0.5f : (isMax ? x > y : x < y) ? 1f : 0f;
                 }
-                if (!ReferenceEquals(ae, aView)) ae.Dispose();
-                if (!ReferenceEquals(be, bView)) be.Dispose();
+                DropCopy(ae, aView);
+                DropCopy(be, bView);
             }
             Tensor? ga = a.RequiresGrad ? MulNr(g, wa).SumToFree(a.Shape) : null;
             Tensor? gb = null;

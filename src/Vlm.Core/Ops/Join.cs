@@ -50,7 +50,7 @@ public sealed partial class Tensor
                 {
                     var piece = g.NarrowNoGrad(d, starts[k], inputs[k].Shape[d]);
                     gs[k] = piece.ContiguousNoGrad();
-                    if (!ReferenceEquals(gs[k], piece)) piece.Dispose();
+                    DropCopy(piece, gs[k]);
                 }
             return gs;
         });

@@ -35,8 +35,8 @@ public sealed partial class Tensor
             var kept = g.Reshape(layout.OutShape(true));
             var wide = kept.Expand(inShape);
             var dx = wide.Contiguous();
-            if (!ReferenceEquals(wide, dx)) wide.Dispose();
-            if (!ReferenceEquals(kept, dx)) kept.Dispose();
+            DropCopy(wide, dx);
+            DropCopy(kept, dx);
             return [dx];
         });
     }
@@ -81,7 +81,7 @@ public sealed partial class Tensor
         if (dims.Count == 0) return Reshape(target);
         var sum = Sum(dims.ToArray(), true);
         var r = sum.Reshape(target);
-        if (!ReferenceEquals(r, sum)) sum.Dispose();   // r is a view holding the buffer; the keepdim tensor is not needed
+        DropCopy(sum, r);   // r is a view holding the buffer; the keepdim tensor is not needed
         return r;
     }
 
@@ -90,7 +90,7 @@ public sealed partial class Tensor
     internal Tensor SumToFree(ReadOnlySpan<int> shape)
     {
         var r = SumTo(shape);
-        if (!ReferenceEquals(r, this)) Dispose();
+        DropCopy(this, r);
         return r;
     }
 
@@ -140,7 +140,7 @@ internal sealed class ReduceLayout
     public void ReleaseRows(Tensor rows)
     {
         if (!ReferenceEquals(rows, _permuted) && !ReferenceEquals(rows, _x)) rows.Dispose();
-        if (_permuted is not null && !ReferenceEquals(_permuted, _x)) _permuted.Dispose();
+        Tensor.DropCopy(_permuted, _x);
         _permuted = null;
     }
     public required bool[] Reduced { get; init; }

@@ -77,7 +77,7 @@ public sealed partial class Tensor
                 }
             }
         });
-        if (!ReferenceEquals(src, this)) src.Dispose();
+        DropCopy(src, this);
         var inShape = ShapeArray();
         var r = Recorder.Record(vals, isMax ? "max_dim" : "min_dim", [this], g =>
         {
@@ -87,7 +87,7 @@ public sealed partial class Tensor
             for (int o = 0; o < outer; o++)
                 for (int i = 0; i < inner; i++)
                     xd[(o * n + (int)id[o * inner + i]) * inner + i] = gd[go + o * inner + i];
-            if (!ReferenceEquals(gc, g)) gc.Dispose();
+            DropCopy(gc, g);
             return [gx];
         });
         return (r, idxT);
@@ -246,7 +246,7 @@ public sealed partial class Tensor
                 for (int i = 0; i < inner; i++) { acc[i] += sd[so + b + i]; rd[b + i] = (float)acc[i]; }
             }
         });
-        if (!ReferenceEquals(src, x)) src.Dispose();
+        DropCopy(src, x);
         return r;
     }
 }

@@ -50,7 +50,7 @@ public sealed partial class Tensor
             Array.Sort(order, cmp);
             for (int j = 0; j < k; j++) rd[(o * k + j) * inner + i] = order[j];
         });
-        if (!ReferenceEquals(src, this)) src.Dispose();
+        DropCopy(src, this);
         return r;
     }
 

@@ -32,9 +32,10 @@ public sealed partial class Tensor
         using (GradMode.Disable()) return Clone();
     }
 
-    /// <summary>Lets go of <paramref name="copy"/> when it is a private contiguous copy of <paramref name="of"/> (what
-    /// Contiguous() returns for a strided view), so its buffer goes back to the pool instead of waiting for the GC. A
-    /// copy that a recorded node saved stays alive through the node's own hold until its backward has run.</summary>
+    /// <summary>Lets go of <paramref name="copy"/> unless it is <paramref name="of"/> itself: a private contiguous copy
+    /// (what Contiguous() returns for a strided view) or an in-between view whose result may be the same object. Its
+    /// buffer then goes back to the pool instead of waiting for the GC; a copy that a recorded node saved stays alive
+    /// through the node's own hold until its backward has run.</summary>
     internal static void DropCopy(Tensor? copy, Tensor? of)
     {
         if (copy != null && !ReferenceEquals(copy, of)) copy.Dispose();
@@ -48,7 +49,7 @@ public sealed partial class Tensor
         var r = NewResult(ShapeArray());
         var sd = src.Data; int so = src.Offset; var rd = r.Data;
         ParallelSpans(Numel, (s, e) => kernel(new ReadOnlySpan<float>(sd, so + s, e - s), rd.AsSpan(s, e - s)), threshold);
-        if (!ReferenceEquals(src, this)) src.Dispose(); // a temporary contiguous copy: back to the pool
+        DropCopy(src, this); // a temporary contiguous copy: back to the pool
         return r;
     }
 
@@ -60,8 +61,8 @@ public sealed partial class Tensor
         var r = NewResult(x.ShapeArray());
         var xd = xc.Data; int xo = xc.Offset; var gd = gc.Data; int go = gc.Offset; var rd = r.Data;
         ParallelSpans(r.Numel, (s, e) => kernel(new ReadOnlySpan<float>(xd, xo + s, e - s), new ReadOnlySpan<float>(gd, go + s, e - s), rd.AsSpan(s, e - s)), threshold);
-        if (!ReferenceEquals(xc, x)) xc.Dispose();
-        if (!ReferenceEquals(gc, g)) gc.Dispose();
+        DropCopy(xc, x);
+        DropCopy(gc, g);
         return r;
     }
 

@@ -188,6 +188,16 @@ public sealed class BridgeTowerModel : Module, IBridgeTowerEncoder
         return Tensor.Embedding(table, Tensor.FromArray(new long[] { index }, 1));
     }
 
+    /// <summary>A (batch, seq, dim) vision state as HF's hidden_states hold it: a (seq, batch, dim) copy (BridgeTower and
+    /// METER). The permuted view is let go once copied, so disposing the copy frees the branch (see Tensor.Dispose).</summary>
+    internal static Tensor Lnd(Tensor x)
+    {
+        var view = x.Permute(1, 0, 2);
+        var copy = view.Contiguous();
+        Intermediates.Free(view, keep: copy);
+        return copy;
+    }
+
     /// <summary>Checks one forward call's inputs (BridgeTower and METER); returns (B, L).</summary>
     internal static (int B, int L) CheckInputs(Tensor inputIds, Tensor? attentionMask, Tensor pixelValues)
     {
@@ -213,14 +223,6 @@ public sealed class BridgeTowerModel : Module, IBridgeTowerEncoder
         var attns = o.OutputAttentions ? new List<(Tensor, Tensor)>() : null;
         var crossAttns = o.OutputCrossAttentions ? new List<(Tensor, Tensor)>() : null;
         bool wantCross = crossAttns != null;
-        static Tensor Lnd(Tensor x)
-        {
-            // The permuted view is let go once copied, so disposing the copy frees the branch (see Tensor.Dispose).
-            var view = x.Permute(1, 0, 2);
-            var copy = view.Contiguous();
-            if (!ReferenceEquals(copy, view)) view.Dispose();
-            return copy;
-        }
 
         var textEmbeds = TextEmbeddings.Forward(inputIds);                               // (B, L, Dt)
         hsText?.Add(textEmbeds);

@@ -81,14 +81,6 @@ public sealed class MeterModel : Module, IBridgeTowerEncoder
         var attns = o.OutputAttentions ? new List<(Tensor, Tensor)>() : null;
         var crossAttns = o.OutputCrossAttentions ? new List<(Tensor, Tensor)>() : null;
         bool wantCross = crossAttns != null;
-        static Tensor Lnd(Tensor x)
-        {
-            // The permuted view is let go once copied, so disposing the copy frees the branch (see Tensor.Dispose).
-            var view = x.Permute(1, 0, 2);
-            var copy = view.Contiguous();
-            if (!ReferenceEquals(copy, view)) view.Dispose();
-            return copy;
-        }
 
         // Both towers run to the end first: nothing but their last layer reaches the cross-modal encoder.
         var text = TextEmbeddings.Forward(inputIds);                                     // (B, L, Dt)
@@ -102,14 +94,14 @@ public sealed class MeterModel : Module, IBridgeTowerEncoder
             hsText?.Add(text);
         }
         var image = Vision.ForwardPre(pixelValues, o.InterpolatePosEncoding);            // (B, N, Dv)
-        hsImage?.Add(Lnd(image));
+        hsImage?.Add(BridgeTowerModel.Lnd(image));
         // One vision block per text layer, as BridgeTower runs them (remove_last_layer aside).
         for (int i = 0; i < TextLayers.Count; i++)
         {
             var next = Vision.Blocks[i].Forward(image);
             BtInit.Free(image);   // the image states list holds (seq, batch) copies, not these
             image = next;
-            hsImage?.Add(Lnd(image));
+            hsImage?.Add(BridgeTowerModel.Lnd(image));
         }
 
         var textType = TokenType(0);                                                     // (1, h)
