@@ -5,6 +5,7 @@ namespace Vlm.Core.Tests;
 
 /// <summary>The engine disposes intermediate gradients once no pending entry holds them; graphs where one gradient
 /// object reaches several inputs (add, x + x, fan-out, reshape views) must still get exact gradients.</summary>
+[Collection(BufferPoolCollection.Name)]
 public class BackwardRecycleTests
 {
     [Fact]
@@ -331,6 +332,7 @@ public class ReductionReleaseTests
 /// incoming gradient, the transposed views a matmul's backward multiplies by) go back to the pool: a training loop
 /// over the same shapes allocates no fresh poolable buffer once warm. Shapes are odd sizes of at least 4096 floats
 /// (the pool's floor) that no other test uses, so a parallel test cannot take these buffers.</summary>
+[Collection(BufferPoolCollection.Name)]
 public class BackwardTemporariesTests
 {
     public static TheoryData<string> Ops => new()

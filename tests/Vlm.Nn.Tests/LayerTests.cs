@@ -5,6 +5,7 @@ using Vlm.TestSupport;
 
 namespace Vlm.Nn.Tests;
 
+[Collection(BufferPoolCollection.Name)]
 public class LayerTests
 {
     private static VarBuilder Vb(ulong seed = 1) => VarBuilder.Init(new Rng(seed));

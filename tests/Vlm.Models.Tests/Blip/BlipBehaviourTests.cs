@@ -56,6 +56,7 @@ public class BlipConfigTests
     }
 }
 
+[Collection(BufferPoolCollection.Name)]
 public class BlipBehaviourTests
 {
     private static Tensor In(string caseName, string name) => Fixtures.Load(caseName, "inputs.safetensors")[name];

@@ -6,11 +6,12 @@ namespace Vlm.Models.Tests.BridgeTower;
 /// <summary>A training loop that disposes its outputs runs in recycled buffers: the layers let go of their
 /// intermediates while recording too (the graph's nodes hold what backward reads), so after <c>Backward()</c> every
 /// activation is back in the pool and a warm step allocates no fresh buffer.</summary>
+[Collection(BufferPoolCollection.Name)]
 public class BridgeTowerMemoryTests
 {
     // Sizes chosen so activations are poolable (≥ 4096 floats): 66 text tokens × 64, 82 image tokens × 64. The pool is
-    // shared by the tests running in parallel: these lengths differ from the BLIP pool test's (70 and 65 tokens), so
-    // neither takes the other's buffers.
+    // process-wide: the collection keeps other tests from running beside this one, and these lengths also differ from
+    // the BLIP pool test's (70 and 65 tokens).
     private static BridgeTowerConfig Config() => BridgeTowerConfig.FromJson("""
         {"hidden_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2, "contrastive_hidden_size": 32, "logit_scale_init_value": 2.6592,
          "text_config": {"hidden_size": 64, "num_attention_heads": 2, "num_hidden_layers": 3, "intermediate_size": 128,
